@@ -1,0 +1,50 @@
+"""Input checks shared by the public functions.
+
+Every public function refuses bad input with a ``ValueError`` that names what
+it expected and what it got. The checks never modify their arguments: an array
+that needs converting (a list, an integer array) is copied, never changed in
+place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
+    """Return ``x`` as a float64 ndarray, refusing what is not a real number array.
+
+    name: how the argument is called in the message (``"A"``, ``"dZ"``).
+    ndim: the rank required, or ``None`` for any rank of at least one.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} must be an array of real numbers; got {type(x).__name__} ({exc})") from None
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must have a real numeric dtype (integer or float); got dtype {arr.dtype}")
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D; got {arr.ndim}-D array of shape {arr.shape}")
+    if ndim is None and arr.ndim == 0:
+        raise ValueError(f"{name} must be an array with at least one axis; got a scalar")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
+    return arr.astype(np.float64, copy=False) if arr.dtype != np.float64 else arr
+
+
+def check_batch(name: str, x) -> np.ndarray:
+    """A 2-D batch ``(B, n)`` with ``B >= 1`` and ``n >= 1``; one row per example."""
+    arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
+    if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iuf":
+        raise ValueError(
+            f"{name} must be 2-D (batch, features); got 1-D shape {arr.shape}. "
+            f"For a single example pass {name}[None, :], of shape (1, {arr.shape[0]})"
+        )
+    arr = as_real_array(name, x, ndim=2)
+    return arr
+
+
+def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
+    """Refuse two arrays whose shapes differ (a gradient has the shape of its variable)."""
+    if a.shape != b.shape:
+        raise ValueError(f"{name_a} must have the shape of {name_b}, {b.shape}; got {a.shape}")

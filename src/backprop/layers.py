@@ -1,0 +1,139 @@
+"""One layer: the affine map and the element-wise activations, each with its VJP.
+
+The book derives, for one example in column form,
+
+    z = W a + b,      a' = f(z),
+    ∇z = ∇a' ⊙ f'(z),  ∇a = Wᵀ ∇z,  ∇W = ∇z aᵀ,  ∇b = ∇z.
+
+The code stores a batch with one example per row (PyTorch's ``nn.Linear``
+layout): ``A`` is ``(B, n_in)``, ``W`` is ``(n_out, n_in)``, ``b`` is
+``(n_out,)`` and ``Z = A Wᵀ + 1 bᵀ`` is ``(B, n_out)``. Transposing the column
+results row by row gives the batch results below; ``dX`` is ∂E/∂X and always
+has the shape of ``X``.
+
+Every function is pure: it checks its arguments, never modifies them, and
+returns new arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backprop._checks import as_real_array, check_batch, check_same_shape
+
+__all__ = [
+    "linear",
+    "linear_vjp",
+    "sigmoid",
+    "sigmoid_vjp",
+    "tanh",
+    "tanh_vjp",
+    "relu",
+    "relu_vjp",
+    "ACTIVATIONS",
+]
+
+
+def _check_linear(A, W, b=None):
+    A = check_batch("A", A)
+    W = as_real_array("W", W, ndim=2)
+    if W.shape[1] != A.shape[1]:
+        raise ValueError(
+            f"W has shape {W.shape}, so it expects {W.shape[1]} input features, "
+            f"but A has shape {A.shape}, with {A.shape[1]} features"
+        )
+    if b is None:
+        return A, W, None
+    b = as_real_array("b", b, ndim=1)
+    if b.shape != (W.shape[0],):
+        raise ValueError(f"b must have shape ({W.shape[0]},), one entry per row of W {W.shape}; got {b.shape}")
+    return A, W, b
+
+
+def linear(A, W, b) -> np.ndarray:
+    """Affine map in row-batch form: ``Z = A Wᵀ + 1 bᵀ``  (eq. ``linear-forward``).
+
+    A: (B, n_in), one example per row.  W: (n_out, n_in).  b: (n_out,).
+    Returns Z: (B, n_out); row ``r`` is ``W @ A[r] + b``, the column form ``z = W a + b``.
+    """
+    A, W, b = _check_linear(A, W, b)
+    return A @ W.T + b
+
+
+def linear_vjp(dZ, A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pull ``dZ`` back through ``Z = A Wᵀ + 1 bᵀ``  (eqs. ``grad-a``, ``grad-w``, ``grad-b``).
+
+    dZ: (B, n_out), ∂E/∂Z.  A: (B, n_in), the layer's input.  W: (n_out, n_in).
+    Returns ``(dA, dW, db)`` with the shapes of ``A``, ``W`` and ``b``:
+
+    - ``dA = dZ W``       (B, n_in)     — each row is ``Wᵀ ∇z``;
+    - ``dW = dZᵀ A``      (n_out, n_in) — the sum over the batch of ``∇z aᵀ``;
+    - ``db = dZᵀ 1``      (n_out,)      — the sum over the batch of ``∇z``.
+    """
+    A, W, _ = _check_linear(A, W)
+    dZ = check_batch("dZ", dZ)
+    expected = (A.shape[0], W.shape[0])
+    if dZ.shape != expected:
+        raise ValueError(f"dZ must have the shape of Z = A Wᵀ + b, {expected}; got {dZ.shape}")
+    return dZ @ W, dZ.T @ A, dZ.sum(axis=0)
+
+
+# Element-wise activations. Each maps Z to f(Z) entry by entry, so its Jacobian
+# is diagonal and its VJP is an element-wise product (eq. ``grad-z``).
+
+
+def sigmoid(Z) -> np.ndarray:
+    """Logistic function ``σ(Z) = 1 / (1 + e^{-Z})``, element-wise, any shape.
+
+    Computed as ``exp(-log(1 + e^{-Z}))`` so that no entry overflows.
+    """
+    Z = as_real_array("Z", Z)
+    return np.exp(-np.logaddexp(0.0, -Z))
+
+
+def sigmoid_vjp(g, Z) -> np.ndarray:
+    """``g ⊙ σ'(Z)`` with ``σ' = σ (1 − σ)``  (eq. ``grad-z``).  g and Z: same shape."""
+    Z = as_real_array("Z", Z)
+    g = as_real_array("g", g)
+    check_same_shape("g", g, "Z", Z)
+    s = sigmoid(Z)
+    return g * s * (1.0 - s)
+
+
+def tanh(Z) -> np.ndarray:
+    """Hyperbolic tangent, element-wise, any shape."""
+    Z = as_real_array("Z", Z)
+    return np.tanh(Z)
+
+
+def tanh_vjp(g, Z) -> np.ndarray:
+    """``g ⊙ tanh'(Z)`` with ``tanh' = 1 − tanh²``  (eq. ``grad-z``).  g and Z: same shape."""
+    Z = as_real_array("Z", Z)
+    g = as_real_array("g", g)
+    check_same_shape("g", g, "Z", Z)
+    return g * (1.0 - np.tanh(Z) ** 2)
+
+
+def relu(Z) -> np.ndarray:
+    """Rectified linear unit ``max(Z, 0)``, element-wise, any shape."""
+    Z = as_real_array("Z", Z)
+    return np.maximum(Z, 0.0)
+
+
+def relu_vjp(g, Z) -> np.ndarray:
+    """``g ⊙ 1[Z > 0]``  (eq. ``grad-z``).  g and Z: same shape.
+
+    At ``Z = 0`` the derivative is taken to be 0, as PyTorch, TensorFlow and JAX do.
+    """
+    Z = as_real_array("Z", Z)
+    g = as_real_array("g", g)
+    check_same_shape("g", g, "Z", Z)
+    return g * (Z > 0)
+
+
+#: name -> (f, f_vjp), for code that picks an activation by name.
+ACTIVATIONS = {
+    "sigmoid": (sigmoid, sigmoid_vjp),
+    "tanh": (tanh, tanh_vjp),
+    "relu": (relu, relu_vjp),
+}
