@@ -34,13 +34,14 @@ def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
 
 def check_batch(name: str, x) -> np.ndarray:
     """A 2-D batch ``(B, n)`` with ``B >= 1`` and ``n >= 1``; one row per example."""
-    arr = np.asarray(x) if not isinstance(x, np.ndarray) else x
-    if isinstance(arr, np.ndarray) and arr.ndim == 1 and arr.dtype.kind in "iuf":
+    arr = as_real_array(name, x)
+    if arr.ndim == 1:
         raise ValueError(
             f"{name} must be 2-D (batch, features); got 1-D shape {arr.shape}. "
             f"For a single example pass {name}[None, :], of shape (1, {arr.shape[0]})"
         )
-    arr = as_real_array(name, x, ndim=2)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D; got {arr.ndim}-D array of shape {arr.shape}")
     return arr
 
 

@@ -36,7 +36,7 @@ __all__ = [
 def vec(X) -> np.ndarray:
     """Stack the columns of ``X`` into one vector (column-major flattening)."""
     X = as_real_array("X", X)
-    return X.reshape(-1, order="F")
+    return X.flatten(order="F")  # flatten always copies: the result never aliases X
 
 
 def unvec(v, shape: tuple[int, ...]) -> np.ndarray:
@@ -45,7 +45,7 @@ def unvec(v, shape: tuple[int, ...]) -> np.ndarray:
     shape = tuple(int(s) for s in shape)
     if int(np.prod(shape)) != v.size:
         raise ValueError(f"cannot unvec {v.size} entries into shape {shape}, which holds {int(np.prod(shape))}")
-    return v.reshape(shape, order="F")
+    return v.reshape(shape, order="F").copy()
 
 
 def commutation_matrix(m: int, n: int) -> np.ndarray:
