@@ -1,0 +1,78 @@
+"""Static hygiene of the book's sources; strict nbval (``pytest chapters/``) re-runs them.
+
+- every notebook in ``chapters/`` is in the table of contents, and every page there exists;
+- each notebook was executed top to bottom in one kernel, so its stored outputs are the
+  ones a reader's "Run All" produces;
+- no cell reaches outside the project (``sys.path`` edits, absolute paths, the network);
+- code in notebooks, package and tests is ``ruff check`` and ``ruff format`` clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def toc_files() -> list[str]:
+    return re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+
+def test_toc_and_chapters_agree():
+    listed = set(toc_files())
+    on_disk = {f"chapters/{p.stem}" for p in NOTEBOOKS}
+    assert on_disk <= listed, f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
+    for name in listed:
+        assert any((ROOT / f"{name}{s}").exists() for s in (".ipynb", ".md")), f"{name} in _toc.yml does not exist"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_was_run_top_to_bottom(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+    counts = [
+        c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()
+    ]
+    assert counts, f"{path.name} has no code"
+    assert None not in counts, f"{path.name} has code cells that were never run"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name} was not run top to bottom in one kernel: {counts}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_stays_inside_the_project(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    forbidden = re.compile(r"sys\.path|/work/|/tmp/|/home/|/root/|urllib|requests\.get|http\.client|socket\.")
+    for index, cell in enumerate(nb["cells"]):
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            assert not forbidden.search(source), f"{path.name} cell {index} reaches outside: {source[:120]!r}"
+            for output in cell.get("outputs", []):
+                text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
+                assert not re.search(r"/work/|/tmp/|/home/|/root/", text), f"{path.name} cell {index} prints a path"
+                assert output.get("output_type") != "error", f"{path.name} cell {index} stored an error"
+        for output in cell.get("outputs", []):
+            assert output.get("name") != "stderr", f"{path.name} cell {index} wrote to stderr: {output.get('text')!r}"
+
+
+def ruff(*args: str) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("ruff")
+    command = [str(exe) if exe.exists() else (shutil.which("ruff") or "ruff"), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_ruff_check_is_clean():
+    result = ruff("check", "src", "tests", "chapters", "_ext")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ruff_format_is_clean():
+    result = ruff("format", "--check", "src", "tests", "chapters", "_ext")
+    assert result.returncode == 0, result.stdout + result.stderr
