@@ -23,7 +23,9 @@ def _drop_vendored_components(app: Sphinx, config) -> None:
     def name(entry):
         return entry[0] if isinstance(entry, tuple | list) else entry
 
-    config.html_js_files = [e for e in config.html_js_files if not str(name(e)).startswith(VENDORED)]
+    config.html_js_files = [
+        e for e in config.html_js_files if not str(name(e)).startswith(VENDORED)
+    ]
 
 
 def _clean_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:

@@ -23,13 +23,19 @@ from urllib.parse import urlparse
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM = (
+    os.environ.get("CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("chromium-browser")
+)
 
 
 def toc_pages() -> list[str]:
     toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
     root = re.search(r"^root:\s*(\S+)", toc, flags=re.MULTILINE).group(1)
-    return [f"{root}.html"] + [f"{name}.html" for name in re.findall(r"file:\s*(\S+)", toc)]
+    return [f"{root}.html"] + [
+        f"{name}.html" for name in re.findall(r"file:\s*(\S+)", toc)
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -37,16 +43,29 @@ def site(tmp_path_factory):
     """Build the book once: ``jupyter-book build . -W -n --keep-going``. Returns (html dir, log)."""
     out = tmp_path_factory.mktemp("book")
     jb = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "-W", "-n", "--keep-going"]
+    command = [
+        str(jb) if jb.exists() else "jupyter-book",
+        "build",
+        str(ROOT),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     command += ["--path-output", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    result = subprocess.run(
+        command, capture_output=True, text=True, cwd=ROOT, timeout=900
+    )
     log = result.stdout + result.stderr
     return out / "_build" / "html", log, result.returncode
 
 
 def test_build_has_zero_warnings(site):
     html, log, returncode = site
-    warnings = [line for line in log.splitlines() if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
+    warnings = [
+        line
+        for line in log.splitlines()
+        if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)
+    ]
     assert not warnings, "the build warned:\n" + "\n".join(warnings)
     assert returncode == 0, log[-3000:]
     for page in ["index.html", *toc_pages()]:
@@ -59,13 +78,19 @@ def test_pages_load_nothing_from_another_host(site):
     Plain links that a reader may follow (a DOI in the bibliography) are allowed.
     """
     html, _, _ = site
-    loads = re.compile(r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)\s*=\s*["'](?:https?:)?//([^/"']+)""")
+    loads = re.compile(
+        r"""<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)\s*=\s*["'](?:https?:)?//([^/"']+)"""
+    )
     css_imports = re.compile(r"""(?:@import|url\()\s*["']?(?:https?:)?//([^/"')]+)""")
     for page in sorted(html.rglob("*.html")):
         hosts = sorted(set(loads.findall(page.read_text(encoding="utf-8"))))
         assert not hosts, f"{page.relative_to(html)} loads from {hosts}"
     for sheet in sorted(html.rglob("*.css")):
-        hosts = sorted(set(css_imports.findall(sheet.read_text(encoding="utf-8", errors="replace"))))
+        hosts = sorted(
+            set(
+                css_imports.findall(sheet.read_text(encoding="utf-8", errors="replace"))
+            )
+        )
         assert not hosts, f"{sheet.relative_to(html)} imports from {hosts}"
 
 
@@ -75,11 +100,15 @@ def test_math_uses_the_local_mathjax(site):
         text = (html / page).read_text(encoding="utf-8")
         if 'class="math' not in text:
             continue
-        scripts = re.findall(r"<script[^>]*src=\"([^\"]*mathjax[^\"]*)\"", text, flags=re.IGNORECASE)
+        scripts = re.findall(
+            r"<script[^>]*src=\"([^\"]*mathjax[^\"]*)\"", text, flags=re.IGNORECASE
+        )
         assert scripts, f"{page} loads no MathJax"
         for src in scripts:
             path = src.split("?")[0]
-            assert "//" not in path and path.endswith("_static/mathjax/tex-svg-full.js"), src
+            assert "//" not in path and path.endswith(
+                "_static/mathjax/tex-svg-full.js"
+            ), src
     assert (html / "_static" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
 
 
@@ -106,8 +135,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 def browser():
     if CHROMIUM is None:
         if os.environ.get("CI"):
-            pytest.fail("Chromium is not installed; .ci/run installs it (apt-get install chromium)")
-        pytest.skip("Chromium is not installed (apt-get install chromium); the browser checks need it")
+            pytest.fail(
+                "Chromium is not installed; .ci/run installs it (apt-get install chromium)"
+            )
+        pytest.skip(
+            "Chromium is not installed (apt-get install chromium); the browser checks need it"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -134,12 +167,17 @@ def open_page(browser, url):
     seen = {"requests": [], "failed": [], "errors": [], "console": []}
     page.on("request", lambda r: seen["requests"].append(r.url))
     page.on("requestfailed", lambda r: seen["failed"].append(r.url))
-    page.on("response", lambda r: r.status >= 400 and seen["failed"].append(f"{r.status} {r.url}"))
+    page.on(
+        "response",
+        lambda r: r.status >= 400 and seen["failed"].append(f"{r.status} {r.url}"),
+    )
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
     page.on("console", lambda m: m.type == "error" and seen["console"].append(m.text))
     page.goto(url, wait_until="load")
     # MathJax 3 typesets asynchronously; wait for its promise when the page has math.
-    page.wait_for_function("() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)")
+    page.wait_for_function(
+        "() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)"
+    )
     page.evaluate("() => window.MathJax ? window.MathJax.startup.promise : null")
     page.wait_for_load_state("networkidle")
     return context, page, seen
@@ -150,7 +188,11 @@ def open_page(browser, url):
 def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
     context, page, seen = open_page(browser, f"{server}/{page_name}")
     try:
-        foreign = [u for u in seen["requests"] if urlparse(u).hostname not in ("127.0.0.1", None)]
+        foreign = [
+            u
+            for u in seen["requests"]
+            if urlparse(u).hostname not in ("127.0.0.1", None)
+        ]
         assert not foreign, f"{page_name} asked other hosts for {foreign}"
         assert not seen["failed"], f"{page_name}: failed requests {seen['failed']}"
         assert not seen["errors"], f"{page_name}: script errors {seen['errors']}"
@@ -162,7 +204,9 @@ def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
         n_typeset = page.locator("mjx-container").count()
         n_broken = page.locator("mjx-merror, [data-mjx-error]").count()
         assert n_broken == 0, f"{page_name}: {n_broken} formulas failed to typeset"
-        assert n_typeset >= n_math, f"{page_name}: {n_math} formulas, {n_typeset} typeset"
+        assert n_typeset >= n_math, (
+            f"{page_name}: {n_math} formulas, {n_typeset} typeset"
+        )
         # No raw TeX left where a reader would see it.
         body = page.locator("main").inner_text()
         assert "\\begin{" not in body and "$$" not in body, f"{page_name} shows raw TeX"
@@ -172,13 +216,21 @@ def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
             # Solutions start collapsed behind a toggle.
             solutions = page.locator(".solution")
             assert solutions.count() > 0, f"{page_name} has no exercise solutions"
-            assert page.locator(".exercise").count() > 0, f"{page_name} has no exercises"
+            assert page.locator(".exercise").count() > 0, (
+                f"{page_name} has no exercises"
+            )
             for image in page.locator("main img").all():
-                assert image.get_attribute("alt"), f"{page_name}: an image has no alt text"
-                assert image.evaluate("i => i.complete && i.naturalWidth > 0"), f"{page_name}: an image did not load"
+                assert image.get_attribute("alt"), (
+                    f"{page_name}: an image has no alt text"
+                )
+                assert image.evaluate("i => i.complete && i.naturalWidth > 0"), (
+                    f"{page_name}: an image did not load"
+                )
         shots = tmp_path_factory.getbasetemp() / "screenshots"
         shots.mkdir(exist_ok=True)
-        page.screenshot(path=str(shots / (page_name.replace("/", "_") + ".png")), full_page=False)
+        page.screenshot(
+            path=str(shots / (page_name.replace("/", "_") + ".png")), full_page=False
+        )
     finally:
         context.close()
 
@@ -189,7 +241,9 @@ def test_sidebar_lists_the_numbered_chapters(browser, server):
     try:
         nav = page.locator("nav.bd-links").inner_text()
         for caption in re.findall(r"caption:\s*(.+)", (ROOT / "_toc.yml").read_text()):
-            assert caption.strip().upper() in nav.upper(), f"part {caption!r} missing from the sidebar"
+            assert caption.strip().upper() in nav.upper(), (
+                f"part {caption!r} missing from the sidebar"
+            )
         assert re.search(r"1\.\s+Notation", nav), nav
         assert re.search(r"4\.\s+The differential view", nav), nav
     finally:

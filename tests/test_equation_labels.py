@@ -73,7 +73,9 @@ def test_the_book_has_labelled_equations():
 
 
 def test_no_label_is_defined_twice():
-    twice = {label: pages for label, pages in equation_labels().items() if len(pages) > 1}
+    twice = {
+        label: pages for label, pages in equation_labels().items() if len(pages) > 1
+    }
     assert not twice, f"labels defined more than once: {twice}"
 
 
@@ -86,15 +88,21 @@ def test_every_labelled_equation_is_checked_by_an_asserting_cell(label):
 
 def test_every_checked_label_exists():
     unknown = sorted(set(checked_labels()) - set(equation_labels()))
-    assert not unknown, f"cells claim to check labels the book does not define: {unknown}"
+    assert not unknown, (
+        f"cells claim to check labels the book does not define: {unknown}"
+    )
 
 
 def test_labels_named_in_the_package_exist():
     """Docstrings say which equation a function implements (``eq. `grad-w```); that equation exists."""
     named = set()
     for path in (ROOT / "src" / "backprop").glob("*.py"):
-        for group in re.findall(r"eqs?\.\s+((?:``[\w-]+``[,\s]*)+)", path.read_text(encoding="utf-8")):
+        for group in re.findall(
+            r"eqs?\.\s+((?:``[\w-]+``[,\s]*)+)", path.read_text(encoding="utf-8")
+        ):
             named.update(re.findall(r"``([\w-]+)``", group))
     assert {"linear-forward", "grad-z", "grad-a", "grad-w", "grad-b"} <= named
     missing = sorted(named - set(equation_labels()))
-    assert not missing, f"the package names equations the book does not define: {missing}"
+    assert not missing, (
+        f"the package names equations the book does not define: {missing}"
+    )

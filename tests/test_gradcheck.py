@@ -27,7 +27,10 @@ def test_numerical_gradient_keeps_the_shape_and_the_input(rng):
 
 def test_central_differences_are_second_order(rng):
     x = np.array([0.7])
-    errors = [abs(bp.numerical_gradient(lambda v: np.exp(v[0]), x, h=h)[0] - np.exp(0.7)) for h in (1e-2, 1e-3)]
+    errors = [
+        abs(bp.numerical_gradient(lambda v: np.exp(v[0]), x, h=h)[0] - np.exp(0.7))
+        for h in (1e-2, 1e-3)
+    ]
     # Truncation error ~ h²/6 f''': a tenfold smaller step gives a hundredfold smaller error.
     assert 80 < errors[0] / errors[1] < 120
 
@@ -53,8 +56,12 @@ def test_adjoint_test_accepts_the_transpose_and_rejects_others(rng):
     for m, n in [(3, 5), (4, 4), (1, 6)]:
         M = rng.normal(size=(m, n))
         v, u = rng.normal(size=n), rng.normal(size=m)
-        assert bp.adjoint_test(lambda x, M=M: M @ x, lambda y, M=M: M.T @ y, v, u) < 1e-13
-        assert bp.adjoint_test(lambda x, M=M: M @ x, lambda y, M=M: 2 * M.T @ y, v, u) == pytest.approx(0.5)
+        assert (
+            bp.adjoint_test(lambda x, M=M: M @ x, lambda y, M=M: M.T @ y, v, u) < 1e-13
+        )
+        assert bp.adjoint_test(
+            lambda x, M=M: M @ x, lambda y, M=M: 2 * M.T @ y, v, u
+        ) == pytest.approx(0.5)
     S = rng.normal(size=(4, 4))
     v, u = rng.normal(size=4), rng.normal(size=4)
     # For a square, non-symmetric matrix the matrix itself has the right shape but is not the adjoint.
@@ -65,7 +72,9 @@ def test_vec_unvec_and_the_kronecker_identity(rng):
     A, X, B = rng.normal(size=(2, 3)), rng.normal(size=(3, 4)), rng.normal(size=(4, 5))
     assert np.allclose(bp.vec(A @ X @ B), np.kron(B.T, A) @ bp.vec(X))
     np.testing.assert_array_equal(bp.unvec(bp.vec(X), X.shape), X)
-    np.testing.assert_array_equal(bp.vec(np.array([[1, 2], [3, 4]])), [1.0, 3.0, 2.0, 4.0])
+    np.testing.assert_array_equal(
+        bp.vec(np.array([[1, 2], [3, 4]])), [1.0, 3.0, 2.0, 4.0]
+    )
 
 
 @pytest.mark.parametrize(("m", "n"), [(1, 1), (2, 3), (3, 2), (4, 4)])
@@ -76,4 +85,6 @@ def test_commutation_matrix(rng, m, n):
     np.testing.assert_array_equal(K.T @ K, np.eye(m * n))  # a permutation
     a = rng.normal(size=n)
     # (I_m ⊗ aᵀ) K_{m,n} = aᵀ ⊗ I_m: the batch-of-one Jacobian is the column-form one.
-    assert np.allclose(np.kron(np.eye(m), a[None, :]) @ K, np.kron(a[None, :], np.eye(m)))
+    assert np.allclose(
+        np.kron(np.eye(m), a[None, :]) @ K, np.kron(a[None, :], np.eye(m))
+    )

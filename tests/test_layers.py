@@ -71,9 +71,18 @@ def test_linear_vjp_matches_explicit_jacobians(seed, B, n_in, n_out):
     dA, dW, db = bp.linear_vjp(G, A, W)
     J_A, J_W, J_b = bp.linear_jacobians(A, W)
     # The builders agree with central differences of the forward map ...
-    assert bp.relative_error(J_A, bp.numerical_jacobian(lambda X: bp.linear(X, W, b), A)) <= TOL
-    assert bp.relative_error(J_W, bp.numerical_jacobian(lambda X: bp.linear(A, X, b), W)) <= TOL
-    assert bp.relative_error(J_b, bp.numerical_jacobian(lambda X: bp.linear(A, W, X), b)) <= TOL
+    assert (
+        bp.relative_error(J_A, bp.numerical_jacobian(lambda X: bp.linear(X, W, b), A))
+        <= TOL
+    )
+    assert (
+        bp.relative_error(J_W, bp.numerical_jacobian(lambda X: bp.linear(A, X, b), W))
+        <= TOL
+    )
+    assert (
+        bp.relative_error(J_b, bp.numerical_jacobian(lambda X: bp.linear(A, W, X), b))
+        <= TOL
+    )
     # ... and the VJP is Jᵀ g, reshaped to the variable.
     assert bp.relative_error(dA, bp.unvec(bp.vjp_from_jacobian(J_A, G), A.shape)) <= TOL
     assert bp.relative_error(dW, bp.unvec(bp.vjp_from_jacobian(J_W, G), W.shape)) <= TOL
@@ -86,7 +95,9 @@ def test_batch_one_jacobians_are_the_column_form(seed, n_in, n_out):
     J_A, J_W, J_b = bp.linear_jacobians(A, W)
     a = A[0]
     np.testing.assert_allclose(J_A, W, rtol=0, atol=0)
-    np.testing.assert_allclose(J_W, np.kron(a[None, :], np.eye(n_out)), rtol=0, atol=1e-15)
+    np.testing.assert_allclose(
+        J_W, np.kron(a[None, :], np.eye(n_out)), rtol=0, atol=1e-15
+    )
     np.testing.assert_allclose(J_b, np.eye(n_out), rtol=0, atol=0)
 
 
@@ -96,15 +107,24 @@ def test_linear_vjp_passes_the_adjoint_test(seed, B, n_in, n_out):
     rng = np.random.default_rng(seed + 1)
     V_A, V_W = rng.normal(size=A.shape), rng.normal(size=W.shape)
     # Z is linear in A (and in W), so J V is the forward map of V with no bias.
-    gap_A = bp.adjoint_test(lambda V: V @ W.T, lambda U: bp.linear_vjp(U, A, W)[0], V_A, G)
-    gap_W = bp.adjoint_test(lambda V: A @ V.T, lambda U: bp.linear_vjp(U, A, W)[1], V_W, G)
+    gap_A = bp.adjoint_test(
+        lambda V: V @ W.T, lambda U: bp.linear_vjp(U, A, W)[0], V_A, G
+    )
+    gap_W = bp.adjoint_test(
+        lambda V: A @ V.T, lambda U: bp.linear_vjp(U, A, W)[1], V_W, G
+    )
     assert gap_A <= 1e-12 and gap_W <= 1e-12
 
 
 def test_adjoint_test_rejects_the_shape_fitted_formula():
     """With square W, dA = dZ Wᵀ type-checks; the numbers refuse it."""
     A, W, b, G = layer_data(7, 3, 4, 4)
-    gap = bp.adjoint_test(lambda V: V @ W.T, lambda U: U @ W.T, np.random.default_rng(8).normal(size=A.shape), G)
+    gap = bp.adjoint_test(
+        lambda V: V @ W.T,
+        lambda U: U @ W.T,
+        np.random.default_rng(8).normal(size=A.shape),
+        G,
+    )
     assert gap > 1e-2
 
 
@@ -139,23 +159,37 @@ def test_activation_jacobian_is_diagonal_and_matches_vjp(name, seed, B, n):
     J = bp.elementwise_jacobian(fprime)
     assert bp.relative_error(J, J_num) <= TOL
     assert np.count_nonzero(J - np.diag(np.diag(J))) == 0
-    assert bp.relative_error(f_vjp(G, Z), bp.unvec(bp.vjp_from_jacobian(J, G), Z.shape)) <= TOL
+    assert (
+        bp.relative_error(f_vjp(G, Z), bp.unvec(bp.vjp_from_jacobian(J, G), Z.shape))
+        <= TOL
+    )
 
 
 def test_activation_values():
     Z = np.array([[-1000.0, -1.0, 0.0, 1.0, 1000.0]])
     s = bp.sigmoid(Z)
     assert np.all(np.isfinite(s))
-    np.testing.assert_allclose(s, [[0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1)), 1.0]], rtol=1e-12, atol=1e-300)
+    np.testing.assert_allclose(
+        s,
+        [[0.0, 1 / (1 + np.e), 0.5, 1 / (1 + np.exp(-1)), 1.0]],
+        rtol=1e-12,
+        atol=1e-300,
+    )
     np.testing.assert_allclose(bp.tanh(Z), np.tanh(Z))
     np.testing.assert_array_equal(bp.relu(Z), [[0.0, 0.0, 0.0, 1.0, 1000.0]])
     # The kink: relu'(0) is taken as 0, as the major frameworks do.
-    np.testing.assert_array_equal(bp.relu_vjp(np.ones_like(Z), Z), [[0.0, 0.0, 0.0, 1.0, 1.0]])
-    np.testing.assert_allclose(bp.sigmoid_vjp(np.ones((1, 1)), np.zeros((1, 1))), [[0.25]])
+    np.testing.assert_array_equal(
+        bp.relu_vjp(np.ones_like(Z), Z), [[0.0, 0.0, 0.0, 1.0, 1.0]]
+    )
+    np.testing.assert_allclose(
+        bp.sigmoid_vjp(np.ones((1, 1)), np.zeros((1, 1))), [[0.25]]
+    )
     np.testing.assert_allclose(bp.tanh_vjp(np.ones((1, 1)), np.zeros((1, 1))), [[1.0]])
 
 
 def test_integer_inputs_are_accepted_as_float64():
-    Z = bp.linear(np.array([[1, 2]]), np.array([[1, 0], [0, 1], [1, 1]]), np.array([0, 0, 1]))
+    Z = bp.linear(
+        np.array([[1, 2]]), np.array([[1, 0], [0, 1], [1, 1]]), np.array([0, 0, 1])
+    )
     assert Z.dtype == np.float64
     np.testing.assert_array_equal(Z, [[1.0, 2.0, 4.0]])

@@ -29,9 +29,13 @@ def toc_files() -> list[str]:
 def test_toc_and_chapters_agree():
     listed = set(toc_files())
     on_disk = {f"chapters/{p.stem}" for p in NOTEBOOKS}
-    assert on_disk <= listed, f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
+    assert on_disk <= listed, (
+        f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
+    )
     for name in listed:
-        assert any((ROOT / f"{name}{s}").exists() for s in (".ipynb", ".md")), f"{name} in _toc.yml does not exist"
+        assert any((ROOT / f"{name}{s}").exists() for s in (".ipynb", ".md")), (
+            f"{name} in _toc.yml does not exist"
+        )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -39,27 +43,43 @@ def test_notebook_was_run_top_to_bottom(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     counts = [
-        c.get("execution_count") for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()
+        c.get("execution_count")
+        for c in nb["cells"]
+        if c["cell_type"] == "code" and "".join(c["source"]).strip()
     ]
     assert counts, f"{path.name} has no code"
     assert None not in counts, f"{path.name} has code cells that were never run"
-    assert counts == list(range(1, len(counts) + 1)), f"{path.name} was not run top to bottom in one kernel: {counts}"
+    assert counts == list(range(1, len(counts) + 1)), (
+        f"{path.name} was not run top to bottom in one kernel: {counts}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_stays_inside_the_project(path):
     nb = json.loads(path.read_text(encoding="utf-8"))
-    forbidden = re.compile(r"sys\.path|/work/|/tmp/|/home/|/root/|urllib|requests\.get|http\.client|socket\.")
+    forbidden = re.compile(
+        r"sys\.path|/work/|/tmp/|/home/|/root/|urllib|requests\.get|http\.client|socket\."
+    )
     for index, cell in enumerate(nb["cells"]):
         source = "".join(cell["source"])
         if cell["cell_type"] == "code":
-            assert not forbidden.search(source), f"{path.name} cell {index} reaches outside: {source[:120]!r}"
+            assert not forbidden.search(source), (
+                f"{path.name} cell {index} reaches outside: {source[:120]!r}"
+            )
             for output in cell.get("outputs", []):
-                text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
-                assert not re.search(r"/work/|/tmp/|/home/|/root/", text), f"{path.name} cell {index} prints a path"
-                assert output.get("output_type") != "error", f"{path.name} cell {index} stored an error"
+                text = json.dumps(output.get("text", "")) + json.dumps(
+                    output.get("data", {}).get("text/plain", "")
+                )
+                assert not re.search(r"/work/|/tmp/|/home/|/root/", text), (
+                    f"{path.name} cell {index} prints a path"
+                )
+                assert output.get("output_type") != "error", (
+                    f"{path.name} cell {index} stored an error"
+                )
         for output in cell.get("outputs", []):
-            assert output.get("name") != "stderr", f"{path.name} cell {index} wrote to stderr: {output.get('text')!r}"
+            assert output.get("name") != "stderr", (
+                f"{path.name} cell {index} wrote to stderr: {output.get('text')!r}"
+            )
 
 
 def ruff(*args: str) -> subprocess.CompletedProcess:

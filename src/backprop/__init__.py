@@ -9,7 +9,12 @@ Modules, in the order of the book:
 - :mod:`backprop.plotting`   — heatmaps of Jacobians.
 """
 
-from backprop.gradcheck import adjoint_test, directional_derivative, numerical_gradient, relative_error
+from backprop.gradcheck import (
+    adjoint_test,
+    directional_derivative,
+    numerical_gradient,
+    relative_error,
+)
 from backprop.jacobians import (
     commutation_matrix,
     elementwise_jacobian,

@@ -20,13 +20,21 @@ def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
     try:
         arr = np.asarray(x)
     except Exception as exc:  # ragged nested lists and the like
-        raise ValueError(f"{name} must be an array of real numbers; got {type(x).__name__} ({exc})") from None
+        raise ValueError(
+            f"{name} must be an array of real numbers; got {type(x).__name__} ({exc})"
+        ) from None
     if arr.dtype.kind not in "iuf":
-        raise ValueError(f"{name} must have a real numeric dtype (integer or float); got dtype {arr.dtype}")
+        raise ValueError(
+            f"{name} must have a real numeric dtype (integer or float); got dtype {arr.dtype}"
+        )
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D; got {arr.ndim}-D array of shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be {ndim}-D; got {arr.ndim}-D array of shape {arr.shape}"
+        )
     if ndim is None and arr.ndim == 0:
-        raise ValueError(f"{name} must be an array with at least one axis; got a scalar")
+        raise ValueError(
+            f"{name} must be an array with at least one axis; got a scalar"
+        )
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
     return arr.astype(np.float64, copy=False) if arr.dtype != np.float64 else arr
@@ -41,11 +49,15 @@ def check_batch(name: str, x) -> np.ndarray:
             f"For a single example pass {name}[None, :], of shape (1, {arr.shape[0]})"
         )
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D; got {arr.ndim}-D array of shape {arr.shape}")
+        raise ValueError(
+            f"{name} must be 2-D; got {arr.ndim}-D array of shape {arr.shape}"
+        )
     return arr
 
 
 def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> None:
     """Refuse two arrays whose shapes differ (a gradient has the shape of its variable)."""
     if a.shape != b.shape:
-        raise ValueError(f"{name_a} must have the shape of {name_b}, {b.shape}; got {a.shape}")
+        raise ValueError(
+            f"{name_a} must have the shape of {name_b}, {b.shape}; got {a.shape}"
+        )

@@ -20,7 +20,9 @@ __all__ = [
 ]
 
 
-def numerical_gradient(f: Callable[[np.ndarray], float], X, h: float = 1e-6) -> np.ndarray:
+def numerical_gradient(
+    f: Callable[[np.ndarray], float], X, h: float = 1e-6
+) -> np.ndarray:
     """∂f/∂X for a scalar ``f`` by central differences; the result has the shape of ``X``.
 
     Entry ``k`` is ``(f(X + h E_k) − f(X − h E_k)) / 2h``. The truncation error is
@@ -44,7 +46,9 @@ def numerical_gradient(f: Callable[[np.ndarray], float], X, h: float = 1e-6) -> 
     return grad
 
 
-def directional_derivative(f: Callable[[np.ndarray], np.ndarray], X, V, h: float = 1e-6) -> np.ndarray:
+def directional_derivative(
+    f: Callable[[np.ndarray], np.ndarray], X, V, h: float = 1e-6
+) -> np.ndarray:
     """The Jacobian-vector product ``J V`` of ``f`` at ``X``, by one central difference.
 
     Returns ``(f(X + hV) − f(X − hV)) / 2h``, with the shape of ``f(X)``.
@@ -74,12 +78,18 @@ def relative_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / scale)
 
 
-def adjoint_test(jvp: Callable[[np.ndarray], np.ndarray], vjp: Callable[[np.ndarray], np.ndarray], v, u) -> float:
+def adjoint_test(
+    jvp: Callable[[np.ndarray], np.ndarray],
+    vjp: Callable[[np.ndarray], np.ndarray],
+    v,
+    u,
+) -> float:
     """Relative gap in the dot-product identity ``⟨J v, u⟩ = ⟨v, Jᵀ u⟩``.
 
-    jvp: ``v ↦ J v`` (same shape as the output).  vjp: ``u ↦ Jᵀ u`` (shape of the input).
+    jvp: ``v ↦ J v`` (shape of the output).
+    vjp: ``u ↦ Jᵀ u`` (shape of the input).
     v: a direction in input space.  u: a direction in output space.
-    Returns ``|⟨J v, u⟩ − ⟨v, Jᵀ u⟩| / max(|⟨J v, u⟩|, |⟨v, Jᵀ u⟩|)``, which is at
+    Returns ``|⟨Jv, u⟩ − ⟨v, Jᵀu⟩| / max(|⟨Jv, u⟩|, |⟨v, Jᵀu⟩|)``, which is at
     round-off level (about 1e-15) when ``vjp`` is the adjoint of ``jvp``, and of
     order one when, say, a transpose is misplaced.
     """

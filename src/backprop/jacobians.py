@@ -44,7 +44,10 @@ def unvec(v, shape: tuple[int, ...]) -> np.ndarray:
     v = as_real_array("v", v, ndim=1)
     shape = tuple(int(s) for s in shape)
     if int(np.prod(shape)) != v.size:
-        raise ValueError(f"cannot unvec {v.size} entries into shape {shape}, which holds {int(np.prod(shape))}")
+        raise ValueError(
+            f"cannot unvec {v.size} entries into shape {shape}, "
+            f"which holds {int(np.prod(shape))}"
+        )
     return v.reshape(shape, order="F").copy()
 
 
@@ -54,7 +57,9 @@ def commutation_matrix(m: int, n: int) -> np.ndarray:
     Returns an ``(m n, m n)`` matrix of zeros and ones.
     """
     if int(m) < 1 or int(n) < 1:
-        raise ValueError(f"commutation_matrix needs m >= 1 and n >= 1; got m={m}, n={n}")
+        raise ValueError(
+            f"commutation_matrix needs m >= 1 and n >= 1; got m={m}, n={n}"
+        )
     m, n = int(m), int(n)
     K = np.zeros((m * n, m * n))
     for i in range(m):
@@ -74,7 +79,7 @@ def elementwise_jacobian(fprime) -> np.ndarray:
 
 
 def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jacobians of ``vec(Z)``, ``Z = A Wᵀ + 1 bᵀ``, with respect to ``vec(A)``, ``vec(W)``, ``b``.
+    """Jacobians of ``vec(Z)``, ``Z = A Wᵀ + 1 bᵀ``, w.r.t. ``vec(A)``, ``vec(W)``, ``b``.
 
     A: (B, n_in).  W: (n_out, n_in).  With ``m = n_out`` and ``n = n_in``:
 
@@ -94,7 +99,9 @@ def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return J_A, J_W, J_b
 
 
-def numerical_jacobian(f: Callable[[np.ndarray], np.ndarray], X, h: float = 1e-6) -> np.ndarray:
+def numerical_jacobian(
+    f: Callable[[np.ndarray], np.ndarray], X, h: float = 1e-6
+) -> np.ndarray:
     """Jacobian ``∂vec f(X) / ∂vec X`` by central differences, in numerator layout.
 
     Column ``k`` is ``(vec f(X + h E_k) − vec f(X − h E_k)) / 2h``, where ``E_k``
@@ -118,11 +125,14 @@ def numerical_jacobian(f: Callable[[np.ndarray], np.ndarray], X, h: float = 1e-6
 def vjp_from_jacobian(J, g) -> np.ndarray:
     """The vector-Jacobian product ``Jᵀ vec(g)``, the thing backpropagation computes.
 
-    J: (dim y, dim x) in numerator layout.  g: ∂E/∂y, any shape with ``dim y`` entries.
+    J: (dim y, dim x) in numerator layout.
+    g: ∂E/∂y, any shape with ``dim y`` entries.
     Returns the vector ``vec(∂E/∂x)``; :func:`unvec` gives it the shape of ``x``.
     """
     J = as_real_array("J", J, ndim=2)
     g = vec(g)
     if g.size != J.shape[0]:
-        raise ValueError(f"g has {g.size} entries but J has shape {J.shape}, with {J.shape[0]} rows")
+        raise ValueError(
+            f"g has {g.size} entries but J has shape {J.shape}, with {J.shape[0]} rows"
+        )
     return J.T @ g

@@ -46,7 +46,10 @@ def _check_linear(A, W, b=None):
         return A, W, None
     b = as_real_array("b", b, ndim=1)
     if b.shape != (W.shape[0],):
-        raise ValueError(f"b must have shape ({W.shape[0]},), one entry per row of W {W.shape}; got {b.shape}")
+        raise ValueError(
+            f"b must have shape ({W.shape[0]},), one entry per row of W {W.shape}; "
+            f"got {b.shape}"
+        )
     return A, W, b
 
 
@@ -54,14 +57,17 @@ def linear(A, W, b) -> np.ndarray:
     """Affine map in row-batch form: ``Z = A Wᵀ + 1 bᵀ``  (eq. ``linear-forward``).
 
     A: (B, n_in), one example per row.  W: (n_out, n_in).  b: (n_out,).
-    Returns Z: (B, n_out); row ``r`` is ``W @ A[r] + b``, the column form ``z = W a + b``.
+    Returns Z: (B, n_out); row ``r`` is ``W @ A[r] + b``, the column form
+    ``z = W a + b``.
     """
     A, W, b = _check_linear(A, W, b)
     return A @ W.T + b
 
 
 def linear_vjp(dZ, A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pull ``dZ`` back through ``Z = A Wᵀ + 1 bᵀ``  (eqs. ``grad-a``, ``grad-w``, ``grad-b``).
+    """Pull ``dZ`` back through ``Z = A Wᵀ + 1 bᵀ``.
+
+    Implements eqs. ``batch-grads``, ``grad-a``, ``grad-w``, ``grad-b``.
 
     dZ: (B, n_out), ∂E/∂Z.  A: (B, n_in), the layer's input.  W: (n_out, n_in).
     Returns ``(dA, dW, db)`` with the shapes of ``A``, ``W`` and ``b``:
@@ -74,7 +80,9 @@ def linear_vjp(dZ, A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dZ = check_batch("dZ", dZ)
     expected = (A.shape[0], W.shape[0])
     if dZ.shape != expected:
-        raise ValueError(f"dZ must have the shape of Z = A Wᵀ + b, {expected}; got {dZ.shape}")
+        raise ValueError(
+            f"dZ must have the shape of Z = A Wᵀ + b, {expected}; got {dZ.shape}"
+        )
     return dZ @ W, dZ.T @ A, dZ.sum(axis=0)
 
 
@@ -92,7 +100,10 @@ def sigmoid(Z) -> np.ndarray:
 
 
 def sigmoid_vjp(g, Z) -> np.ndarray:
-    """``g ⊙ σ'(Z)`` with ``σ' = σ (1 − σ)``  (eq. ``grad-z``).  g and Z: same shape."""
+    """``g ⊙ σ'(Z)`` with ``σ' = σ (1 − σ)``  (eq. ``grad-z``).
+
+    g and Z: the same shape, any shape.
+    """
     Z = as_real_array("Z", Z)
     g = as_real_array("g", g)
     check_same_shape("g", g, "Z", Z)
@@ -107,7 +118,10 @@ def tanh(Z) -> np.ndarray:
 
 
 def tanh_vjp(g, Z) -> np.ndarray:
-    """``g ⊙ tanh'(Z)`` with ``tanh' = 1 − tanh²``  (eq. ``grad-z``).  g and Z: same shape."""
+    """``g ⊙ tanh'(Z)`` with ``tanh' = 1 − tanh²``  (eq. ``grad-z``).
+
+    g and Z: the same shape, any shape.
+    """
     Z = as_real_array("Z", Z)
     g = as_real_array("g", g)
     check_same_shape("g", g, "Z", Z)

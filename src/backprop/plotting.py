@@ -27,7 +27,9 @@ def jacobian_heatmap(J, ax=None, title: str = "", xlabel: str = "", ylabel: str 
     shown = np.ma.masked_where(J == 0.0, J)
     cmap = plt.get_cmap("RdBu_r").copy()
     cmap.set_bad("white")
-    image = ax.imshow(shown, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest")
+    image = ax.imshow(
+        shown, cmap=cmap, vmin=-limit, vmax=limit, interpolation="nearest"
+    )
     ax.set_title(title, fontsize=10)
     ax.set_xlabel(xlabel, fontsize=9)
     ax.set_ylabel(ylabel, fontsize=9)
@@ -38,17 +40,29 @@ def jacobian_heatmap(J, ax=None, title: str = "", xlabel: str = "", ylabel: str 
     return image
 
 
-def jacobian_panels(jacobians, titles, xlabels=None, ylabel: str = "output entry", width: float = 3.0):
+def jacobian_panels(
+    jacobians, titles, xlabels=None, ylabel: str = "output entry", width: float = 3.0
+):
     """Several Jacobians side by side, each with its shape in the title. Returns the figure."""
     jacobians = list(jacobians)
     titles = list(titles)
     if len(titles) != len(jacobians):
-        raise ValueError(f"need one title per Jacobian: got {len(titles)} titles for {len(jacobians)} Jacobians")
+        raise ValueError(
+            f"need one title per Jacobian: got {len(titles)} titles for {len(jacobians)} Jacobians"
+        )
     xlabels = list(xlabels) if xlabels is not None else ["input entry"] * len(jacobians)
-    fig, axes = plt.subplots(1, len(jacobians), figsize=(width * len(jacobians), width + 0.4))
+    fig, axes = plt.subplots(
+        1, len(jacobians), figsize=(width * len(jacobians), width + 0.4)
+    )
     axes = np.atleast_1d(axes)
     for ax, J, title, xlabel in zip(axes, jacobians, titles, xlabels):
         J = np.asarray(J)
-        jacobian_heatmap(J, ax=ax, title=f"{title}\n{J.shape[0]} × {J.shape[1]}", xlabel=xlabel, ylabel=ylabel)
+        jacobian_heatmap(
+            J,
+            ax=ax,
+            title=f"{title}\n{J.shape[0]} × {J.shape[1]}",
+            xlabel=xlabel,
+            ylabel=ylabel,
+        )
     fig.tight_layout()
     return fig

@@ -11,7 +11,13 @@ from types import SimpleNamespace
 
 import sympy as sp
 
-__all__ = ["symbolic_matrix", "symbolic_vector", "gradient", "one_layer", "is_zero_matrix"]
+__all__ = [
+    "symbolic_matrix",
+    "symbolic_vector",
+    "gradient",
+    "one_layer",
+    "is_zero_matrix",
+]
 
 
 def _check_dims(**dims: int) -> None:
@@ -23,7 +29,9 @@ def _check_dims(**dims: int) -> None:
 def symbolic_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
     """A ``rows × cols`` matrix of distinct real symbols ``name_{ij}``, indices from 1."""
     _check_dims(rows=rows, cols=cols)
-    return sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"{name}_{{{i + 1}{j + 1}}}", real=True))
+    return sp.Matrix(
+        rows, cols, lambda i, j: sp.Symbol(f"{name}_{{{i + 1}{j + 1}}}", real=True)
+    )
 
 
 def symbolic_vector(name: str, n: int) -> sp.Matrix:
@@ -65,4 +73,6 @@ def one_layer(n_out: int, n_in: int, f: sp.Function | None = None) -> SimpleName
     t = sp.Symbol("t", real=True)
     fprime = z.applyfunc(lambda zj: sp.diff(f(t), t).subs(t, zj))
     E = (g.T * a_next)[0, 0]
-    return SimpleNamespace(a=a, W=W, b=b, z=z, a_next=a_next, g=g, E=E, f=f, fprime=fprime)
+    return SimpleNamespace(
+        a=a, W=W, b=b, z=z, a_next=a_next, g=g, E=E, f=f, fprime=fprime
+    )
