@@ -213,12 +213,21 @@ def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
 
         if page_name.startswith("chapters/"):
             assert n_typeset > 0, f"{page_name} has no typeset math"
-            # Solutions start collapsed behind a toggle.
+            # Solutions start collapsed behind a toggle ...
             solutions = page.locator(".solution")
             assert solutions.count() > 0, f"{page_name} has no exercise solutions"
             assert page.locator(".exercise").count() > 0, (
                 f"{page_name} has no exercises"
             )
+            for k in range(solutions.count()):
+                body = solutions.nth(k).locator(":scope > :not(.admonition-title)")
+                assert not body.first.is_visible(), (
+                    f"{page_name}: solution {k + 1} shows"
+                )
+            # ... and the toggle opens them.
+            solutions.first.locator("button.toggle-button").click()
+            opened = solutions.first.locator(":scope > :not(.admonition-title)").first
+            opened.wait_for(state="visible", timeout=5000)
             for image in page.locator("main img").all():
                 assert image.get_attribute("alt"), (
                     f"{page_name}: an image has no alt text"

@@ -17,6 +17,7 @@ __all__ = [
     "directional_derivative",
     "relative_error",
     "adjoint_test",
+    "step_size_errors",
 ]
 
 
@@ -103,3 +104,58 @@ def adjoint_test(
     rhs = float(np.sum(v * JTu))
     scale = max(abs(lhs), abs(rhs))
     return 0.0 if scale == 0.0 else abs(lhs - rhs) / scale
+
+
+def step_size_errors(
+    f: Callable[[np.ndarray], float],
+    X,
+    grad,
+    hs,
+    scheme: str = "central",
+    dtype=np.float64,
+) -> np.ndarray:
+    """Relative error of a finite-difference gradient of ``f`` at ``X``, one per step.
+
+    f: a scalar function of an array shaped like ``X``.  X: the point.  grad: the
+    exact gradient at ``X`` (shape of ``X``), the reference.  hs: (m,) positive steps.
+    scheme: ``"forward"``, entry ``k`` is ``(f(X + h E_k) − f(X)) / h`` with error
+    O(h), or ``"central"``, ``(f(X + h E_k) − f(X − h E_k)) / 2h`` with error O(h²).
+    dtype: ``np.float64`` or ``np.float32``, the precision of the differences: ``X``
+    and each step are cast to it and every difference is formed in it, so ``f``
+    should compute in the precision of its argument (numpy keeps float32 as float32).
+    The step is the nominal ``h``, not the step ``(x + h) − x`` that rounding leaves.
+
+    Returns (m,) float64: ``relative_error(finite differences with step h, grad)``
+    for each ``h`` in ``hs``, the measured error-versus-step curve.
+    """
+    X = as_real_array("X", X)
+    grad = as_real_array("grad", grad)
+    check_same_shape("grad", grad, "X", X)
+    hs = as_real_array("hs", np.atleast_1d(hs), ndim=1)
+    if not np.all(np.isfinite(hs) & (hs > 0)):
+        raise ValueError(f"every step in hs must be positive and finite; got {hs}")
+    if scheme not in ("forward", "central"):
+        raise ValueError(f"scheme must be 'forward' or 'central'; got {scheme!r}")
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64; got {dt}")
+    Xd = np.array(X, dtype=dt, copy=True)
+    flat = Xd.reshape(-1)
+    errors = np.empty(hs.size)
+    for i, h in enumerate(hs):
+        step = dt.type(h)
+        base = dt.type(f(Xd)) if scheme == "forward" else None
+        num = np.empty(X.size)
+        for k in range(flat.size):
+            saved = flat[k]
+            flat[k] = saved + step
+            up = dt.type(f(Xd))
+            if scheme == "central":
+                flat[k] = saved - step
+                down = dt.type(f(Xd))
+                num[k] = (up - down) / (dt.type(2) * step)
+            else:
+                num[k] = (up - base) / step
+            flat[k] = saved
+        errors[i] = relative_error(num.reshape(X.shape), grad)
+    return errors

@@ -1,4 +1,4 @@
-"""Figures the chapters share: heatmaps of Jacobians.
+"""Figures the chapters share: heatmaps of Jacobians (and, below, training figures).
 
 A Jacobian's pattern of zeros is the reason for the shape of its VJP: a diagonal
 Jacobian gives an element-wise product, a Kronecker-structured one gives a
@@ -9,10 +9,16 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colors import ListedColormap
 
-from backprop._checks import as_real_array
+from backprop._checks import as_real_array, check_batch
 
-__all__ = ["jacobian_heatmap", "jacobian_panels"]
+__all__ = [
+    "jacobian_heatmap",
+    "jacobian_panels",
+    "plot_history",
+    "plot_decision_boundary",
+]
 
 
 def jacobian_heatmap(J, ax=None, title: str = "", xlabel: str = "", ylabel: str = ""):
@@ -66,3 +72,249 @@ def jacobian_panels(
         )
     fig.tight_layout()
     return fig
+
+
+# -- training figures ------------------------------------------------------------------
+
+
+def _history_curve(history, key: str) -> np.ndarray | None:
+    if key not in history:
+        return None
+    try:
+        curve = np.asarray(history[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"history[{key!r}] must be a sequence of numbers; got {history[key]!r}"
+        ) from None
+    if curve.ndim != 1 or curve.size == 0:
+        raise ValueError(
+            f"history[{key!r}] must be a non-empty 1-D sequence, one number per epoch; "
+            f"got shape {curve.shape}"
+        )
+    if not np.all(np.isfinite(curve)):
+        raise ValueError(f"history[{key!r}] must be finite; got {curve}")
+    return curve
+
+
+def plot_history(history, axes=None, label: str | None = None, **line_kwargs):
+    """Loss and accuracy per epoch, as returned by ``MLP.train``, on two panels.
+
+    Parameters
+    ----------
+    history : mapping
+        ``{"loss": [...], "accuracy": [...]}``, one finite number per epoch.
+        ``"loss"`` is required; ``"accuracy"``, if present, must have the same length.
+    axes : sequence of two matplotlib Axes, optional
+        Where to draw (loss, accuracy). ``None`` makes a new figure with two panels.
+        Pass the axes returned by a first call to draw a second model on top.
+    label : str, optional
+        Legend entry of the curves.
+    **line_kwargs
+        Passed to ``Axes.plot`` (colour, line style…).
+
+    Returns
+    -------
+    numpy.ndarray
+        The two Axes, loss on the left (log scale) and accuracy on the right.
+
+    Raises
+    ------
+    ValueError
+        If ``history`` has no ``"loss"``, holds non-finite or non-numeric values, if
+        the two curves differ in length, or if ``axes`` is not two Axes.
+    """
+    if not hasattr(history, "keys") or "loss" not in history:
+        raise ValueError(
+            "history must be a mapping with a 'loss' entry, as returned by MLP.train; "
+            f"got {type(history).__name__}"
+        )
+    loss = _history_curve(history, "loss")
+    accuracy = _history_curve(history, "accuracy")
+    if accuracy is not None and accuracy.size != loss.size:
+        raise ValueError(
+            f"history has {loss.size} loss values but {accuracy.size} accuracy values; "
+            "need one of each per epoch"
+        )
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
+    axes = np.asarray(axes, dtype=object).reshape(-1)
+    if axes.size != 2:
+        raise ValueError(f"axes must be two Axes (loss, accuracy); got {axes.size}")
+    epochs = np.arange(1, loss.size + 1)
+    axes[0].plot(epochs, loss, label=label, **line_kwargs)
+    axes[0].set_yscale("log")
+    axes[0].set(xlabel="epoch", ylabel="loss (mean cross-entropy)")
+    if accuracy is not None:
+        axes[1].plot(epochs, accuracy, label=label, **line_kwargs)
+        axes[1].set_ylim(0.0, 1.02)
+    axes[1].set(xlabel="epoch", ylabel="accuracy")
+    for ax in axes:
+        ax.grid(True, color="0.9")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    return axes
+
+
+def plot_decision_boundary(
+    model,
+    X,
+    y,
+    ax=None,
+    resolution: int = 200,
+    margin: float = 0.1,
+    title: str = "",
+):
+    """Colour the plane by the class ``model`` predicts, and draw the data on top.
+
+    Parameters
+    ----------
+    model : object with ``predict``
+        ``model.predict(P)`` maps points ``P`` of shape ``(N, 2)`` to ``N`` integer
+        classes (``MLP.predict`` does).
+    X : array_like, shape (B, 2)
+        Points in the plane, finite.
+    y : array_like, shape (B,)
+        Their integer labels, ``0 … n_classes − 1``.
+    ax : matplotlib Axes, optional
+        Where to draw; ``None`` makes a new figure.
+    resolution : int
+        Grid points per side, at least 2.
+    margin : float
+        Extra room around the data, as a fraction of its range; at least 0.
+    title : str
+        Panel title.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The panel drawn on. Neither ``X``, ``y`` nor the model is modified.
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not ``(B, 2)`` and finite, ``y`` is not ``B`` non-negative integers,
+        ``resolution`` or ``margin`` is out of range, or the model's predictions do not
+        have one integer per grid point.
+    """
+    X = check_batch("X", X)
+    if X.shape[1] != 2:
+        raise ValueError(f"X must have 2 columns (points in the plane); got {X.shape}")
+    if not np.all(np.isfinite(X)):
+        raise ValueError("X must be finite")
+    labels = np.asarray(y)
+    if labels.shape != (X.shape[0],):
+        raise ValueError(
+            f"y must have shape ({X.shape[0]},), one label per row of X; got {labels.shape}"
+        )
+    if labels.dtype.kind not in "iu" or np.any(labels < 0):
+        raise ValueError(
+            f"y must hold non-negative integer labels; got dtype {labels.dtype}"
+        )
+    if (
+        isinstance(resolution, bool)
+        or not isinstance(resolution, int | np.integer)
+        or resolution < 2
+    ):
+        raise ValueError(f"resolution must be an integer >= 2; got {resolution!r}")
+    margin = float(margin)
+    if not np.isfinite(margin) or margin < 0:
+        raise ValueError(f"margin must be a finite number >= 0; got {margin}")
+    if not callable(getattr(model, "predict", None)):
+        raise ValueError(
+            f"model must have a predict method; got {type(model).__name__}"
+        )
+    low, high = X.min(axis=0), X.max(axis=0)
+    pad = margin * np.maximum(high - low, 1e-12)
+    u = np.linspace(low[0] - pad[0], high[0] + pad[0], resolution)
+    v = np.linspace(low[1] - pad[1], high[1] + pad[1], resolution)
+    U, V = np.meshgrid(u, v)
+    grid = np.column_stack([U.ravel(), V.ravel()])
+    predicted = np.asarray(model.predict(grid))
+    if predicted.shape != (grid.shape[0],) or predicted.dtype.kind not in "iu":
+        raise ValueError(
+            f"model.predict must return {grid.shape[0]} integer classes for a "
+            f"{grid.shape} grid; got shape {predicted.shape}, dtype {predicted.dtype}"
+        )
+    n_classes = int(max(labels.max(), predicted.max())) + 1
+    colours = plt.get_cmap("tab10").colors
+    if n_classes > len(colours):
+        raise ValueError(
+            f"at most {len(colours)} classes can be drawn; got {n_classes}"
+        )
+    cmap = ListedColormap(colours[:n_classes])
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.0, 4.0))
+    ax.pcolormesh(
+        U,
+        V,
+        predicted.reshape(U.shape),
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=n_classes - 0.5,
+        alpha=0.25,
+        shading="auto",
+    )
+    ax.scatter(
+        X[:, 0],
+        X[:, 1],
+        c=labels,
+        cmap=cmap,
+        vmin=-0.5,
+        vmax=n_classes - 0.5,
+        s=14,
+        edgecolors="white",
+        linewidths=0.4,
+    )
+    ax.set_aspect("equal")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", title=title)
+    return ax
+
+
+def gc_step_size_panel(
+    ax,
+    hs,
+    measured,
+    eps: float,
+    truncation=None,
+    title: str = "",
+    ylim=(1e-13, 10.0),
+):
+    """One panel of the error-versus-step figure of the chapter "Verifying gradients".
+
+    ax: the axes to draw on.  hs: (m,) positive steps.
+    measured: ``{"forward": (m,), "central": (m,)}`` (either or both), the measured
+    relative errors, drawn as solid lines with small dots.
+    eps: the machine epsilon of the precision that was measured.
+    truncation: optional ``{"forward": C1, "central": C2}``; draws the truncation
+    terms ``C1 h`` and ``C2 h²`` as dashed lines in the colour of their curve.
+    Also drawn: the round-off term ``ε/h`` (grey, dashed) and dotted vertical lines
+    at the predicted best steps ``ε^(1/2)`` and ``ε^(1/3)``; see eqs.
+    ``gc-error-model``, ``gc-optimal-step``. Both axes are logarithmic. Returns ``ax``.
+    """
+    hs = as_real_array("hs", hs, ndim=1)
+    # colour, power of h in the truncation term, label of the predicted best step
+    style = {"forward": ("C0", 1, "h = √ε"), "central": ("C1", 2, "h = ∛ε")}
+    truncation = {} if truncation is None else dict(truncation)
+    for scheme, errors in measured.items():
+        if scheme not in style:
+            raise ValueError(f"schemes are 'forward' and 'central'; got {scheme!r}")
+        errors = as_real_array(scheme, errors, ndim=1)
+        if errors.shape != hs.shape:
+            raise ValueError(
+                f"{scheme}: need one error per step, {hs.shape}; got {errors.shape}"
+            )
+        colour, power, best = style[scheme]
+        shown = np.maximum(errors, ylim[0])
+        ax.loglog(hs, shown, ".-", ms=3, lw=1.2, color=colour, label=scheme)
+        if scheme in truncation:
+            label = "∝ h" if power == 1 else "∝ h²"
+            line = truncation[scheme] * hs**power
+            ax.loglog(hs, line, "--", lw=0.9, color=colour, label=label)
+        ax.axvline(eps ** (1 / (power + 1)), ls=":", lw=1.2, color=colour, label=best)
+    ax.loglog(hs, eps / hs, "--", lw=0.9, color="0.5", label="ε / h")
+    ax.set_ylim(*ylim)
+    ax.set_xlabel("step $h$")
+    ax.set_ylabel("relative error of the gradient")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, which="major", color="0.9", lw=0.6)
+    return ax

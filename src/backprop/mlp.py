@@ -1,0 +1,209 @@
+"""A multilayer perceptron written with the book's ops, and nothing else.
+
+Layers are numbered as in the notation chapter: ``A⁽⁰⁾ = X`` and, for
+``k = 1 … L`` (row-batch form)::
+
+    Z⁽ᵏ⁾ = A⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ᵀ + 𝟏 b⁽ᵏ⁾ᵀ,     A⁽ᵏ⁾ = f(Z⁽ᵏ⁾)
+
+with no activation after layer ``L``: ``Z⁽ᴸ⁾`` is the logits, and the loss is
+softmax cross-entropy against integer labels. ``params[k - 1]`` holds
+``(W⁽ᵏ⁾, b⁽ᵏ⁾)``. Backward, from ``dZ⁽ᴸ⁾`` down (eq. ``backprop-recursion``)::
+
+    dA⁽ᵏ⁻¹⁾, dW⁽ᵏ⁾, db⁽ᵏ⁾ = linear_vjp(dZ⁽ᵏ⁾, A⁽ᵏ⁻¹⁾, W⁽ᵏ⁾)
+    dZ⁽ᵏ⁻¹⁾ = f_vjp(dA⁽ᵏ⁻¹⁾, Z⁽ᵏ⁻¹⁾)
+
+so the forward pass caches, for every layer, its input ``A⁽ᵏ⁻¹⁾`` and its
+pre-activation ``Z⁽ᵏ⁾``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backprop._checks import as_real_array, check_batch
+from backprop.layers import ACTIVATIONS, linear, linear_vjp
+from backprop.losses import check_labels, softmax, softmax_cross_entropy
+
+__all__ = ["MLP"]
+
+
+class MLP:
+    """A fully connected network trained with softmax cross-entropy.
+
+    layer_sizes: ``[n_in, n_hidden…, n_classes]``, at least two positive integers.
+    activation: ``"tanh"``, ``"sigmoid"`` or ``"relu"``, applied after every layer but the last.
+    seed: the initial weights are drawn from ``np.random.default_rng(seed)``:
+    ``W ~ N(0, gain²/n_in)`` with gain √2 for relu and 1 otherwise; biases start at zero.
+
+    ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``.
+    """
+
+    def __init__(self, layer_sizes, activation: str = "tanh", seed: int = 0):
+        sizes = list(layer_sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least [n_in, n_out]; got {sizes}")
+        for size in sizes:
+            if (
+                isinstance(size, bool)
+                or not isinstance(size, int | np.integer)
+                or size < 1
+            ):
+                raise ValueError(f"layer sizes must be positive integers; got {sizes}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+            )
+        self.layer_sizes = [int(s) for s in sizes]
+        self.activation = activation
+        self._f, self._f_vjp = ACTIVATIONS[activation]
+        rng = np.random.default_rng(seed)
+        gain = np.sqrt(2.0) if activation == "relu" else 1.0
+        self.params = [
+            (
+                rng.normal(scale=gain / np.sqrt(n_in), size=(n_out, n_in)),
+                np.zeros(n_out),
+            )
+            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+        ]
+
+    # -- checks ---------------------------------------------------------------------
+
+    def _check_inputs(self, X) -> np.ndarray:
+        X = check_batch("X", X)
+        if X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the first layer expects {self.layer_sizes[0]} (X shape {X.shape})"
+            )
+        if not np.all(np.isfinite(X)):
+            raise ValueError(
+                f"X must be finite; got {int(X.size - np.count_nonzero(np.isfinite(X)))} NaN or inf entries"
+            )
+        return X
+
+    # -- forward and backward -----------------------------------------------------
+
+    def _forward(
+        self, X: np.ndarray
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Logits and the cache: for each layer, its input ``A`` and pre-activation ``Z``."""
+        A = X
+        cache = []
+        last = len(self.params) - 1
+        for k, (W, b) in enumerate(self.params):
+            Z = linear(A, W, b)
+            cache.append((A, Z))
+            A = Z if k == last else self._f(Z)
+        return A, cache
+
+    def forward_with_cache(
+        self, X
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+        """Logits and what the backward pass needs: ``[(A⁽ᵏ⁻¹⁾, Z⁽ᵏ⁾) for k = 1 … L]``."""
+        return self._forward(self._check_inputs(X))
+
+    def forward(self, X) -> np.ndarray:
+        """Logits ``(B, n_classes)`` for inputs ``X`` ``(B, n_in)``."""
+        return self._forward(self._check_inputs(X))[0]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities, the row-wise softmax of the logits."""
+        return softmax(self.forward(X))
+
+    def predict(self, X) -> np.ndarray:
+        """The most probable class of each row, ``(B,)`` integers."""
+        return np.argmax(self.forward(X), axis=1)
+
+    def accuracy(self, X, y) -> float:
+        """Fraction of rows whose predicted class equals the label."""
+        X = self._check_inputs(X)
+        y = check_labels(y, X.shape[0], self.layer_sizes[-1])
+        return float(np.mean(self.predict(X) == y))
+
+    def loss_and_grads(self, X, y) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+        """Mean softmax cross-entropy and its gradient for every parameter.
+
+        X: (B, n_in) finite inputs.  y: (B,) integer labels in ``0 … n_classes − 1``.
+        Returns ``(loss, grads)``; ``grads`` has the structure of ``params``: a list of
+        ``(dW, db)`` with the shapes of ``(W, b)``.
+        """
+        X = self._check_inputs(X)
+        y = check_labels(y, X.shape[0], self.layer_sizes[-1])
+        logits, cache = self._forward(X)
+        if not np.all(np.isfinite(logits)):
+            raise FloatingPointError(
+                "the logits are not finite: the parameters have diverged"
+            )
+        loss, dZ = softmax_cross_entropy(logits, y)
+        grads: list[tuple[np.ndarray, np.ndarray]] = [None] * len(self.params)  # type: ignore[list-item]
+        for k in range(len(self.params) - 1, -1, -1):
+            A, _ = cache[k]
+            dA, dW, db = linear_vjp(dZ, A, self.params[k][0])
+            grads[k] = (dW, db)
+            if k > 0:
+                dZ = self._f_vjp(dA, cache[k - 1][1])
+        return loss, grads
+
+    # -- training -------------------------------------------------------------------
+
+    def sgd_step(self, X, y, lr: float) -> float:
+        """One step of plain gradient descent on the batch; returns the loss before the step.
+
+        Raises ``FloatingPointError`` without changing any parameter if the loss, a
+        gradient or an updated parameter is not finite.
+        """
+        loss, grads = self.loss_and_grads(X, y)
+        new = [
+            (W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(self.params, grads)
+        ]
+        if not np.isfinite(loss) or not all(
+            np.all(np.isfinite(W)) and np.all(np.isfinite(b)) for W, b in new
+        ):
+            raise FloatingPointError(
+                f"training diverged (loss {loss}); the step was not applied"
+            )
+        self.params = new
+        return loss
+
+    def train(
+        self,
+        X,
+        y,
+        lr: float = 0.5,
+        epochs: int = 100,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ) -> dict[str, list[float]]:
+        """Plain SGD. Each epoch shuffles the rows (with ``seed``) and steps once per mini-batch.
+
+        batch_size: rows per step; ``None`` uses the whole set (full-batch gradient descent).
+        Returns the history: ``{"loss": [...], "accuracy": [...]}``, one entry per epoch,
+        measured on the whole of ``(X, y)`` after the epoch.
+        """
+        X = self._check_inputs(X)
+        y = check_labels(y, X.shape[0], self.layer_sizes[-1])
+        lr = float(as_real_array("lr", np.atleast_1d(lr))[0])
+        if not np.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a positive number; got {lr}")
+        if (
+            isinstance(epochs, bool)
+            or not isinstance(epochs, int | np.integer)
+            or epochs < 1
+        ):
+            raise ValueError(f"epochs must be a positive integer; got {epochs!r}")
+        B = X.shape[0]
+        size = B if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+            raise ValueError(
+                f"batch_size must be a positive integer or None; got {batch_size!r}"
+            )
+        rng = np.random.default_rng(seed)
+        history: dict[str, list[float]] = {"loss": [], "accuracy": []}
+        for _ in range(epochs):
+            order = rng.permutation(B)
+            for start in range(0, B, size):
+                rows = order[start : start + size]
+                self.sgd_step(X[rows], y[rows], lr)
+            loss, _ = self.loss_and_grads(X, y)
+            history["loss"].append(loss)
+            history["accuracy"].append(self.accuracy(X, y))
+        return history
