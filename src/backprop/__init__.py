@@ -7,6 +7,7 @@ Modules, in the order of the book:
 - :mod:`backprop.gradcheck`  — central differences, relative error, the adjoint test;
 - :mod:`backprop.symbolic`   — sympy helpers for the component view;
 - :mod:`backprop.plotting`   — heatmaps of Jacobians, training curves, decision boundaries;
+- :mod:`backprop.broadcasting` — adjoint pairs: broadcast/sum, fan-out/add, transpose, reshape;
 - :mod:`backprop.losses`     — MSE, sigmoid + binary cross-entropy, softmax, softmax + cross-entropy;
 - :mod:`backprop.datasets`   — small deterministic synthetic data sets;
 - :mod:`backprop.mlp`        — a multilayer perceptron built from the ops above.
