@@ -39,6 +39,12 @@ def vjp_matches_finite_differences(forward, vjp, x, G) -> float:
     return bp.relative_error(vjp(G), numerical)
 
 
+def assert_adjoint_pair(forward, vjp, x, G) -> None:
+    """``vjp`` matches central differences and passes the adjoint test at (x, G)."""
+    assert vjp_matches_finite_differences(forward, vjp, x, G) <= TOL
+    assert bp.adjoint_test(forward, vjp, x, G) < ROUNDOFF
+
+
 # --- broadcast rows ↔ column sum ------------------------------------------------------
 
 
@@ -50,12 +56,7 @@ def test_broadcast_rows_pair(seed, B, n):
     assert Y.shape == (B, n)
     np.testing.assert_array_equal(Y, np.ones((B, 1)) * b)
     assert broadcast_rows_vjp(G).shape == b.shape
-    err = vjp_matches_finite_differences(
-        lambda b_: broadcast_rows(b_, B), broadcast_rows_vjp, b, G
-    )
-    assert err <= TOL
-    gap = bp.adjoint_test(lambda b_: broadcast_rows(b_, B), broadcast_rows_vjp, b, G)
-    assert gap < ROUNDOFF
+    assert_adjoint_pair(lambda b_: broadcast_rows(b_, B), broadcast_rows_vjp, b, G)
 
 
 def test_broadcast_rows_vjp_is_a_sum_not_a_mean(rng):
@@ -89,14 +90,9 @@ def test_broadcast_unbroadcast_pair(seed, pair):
     dx = unbroadcast(G, small)
     assert dx.shape == small
     assert np.isclose(np.sum(dx), np.sum(G))  # every entry of G lands somewhere once
-    err = vjp_matches_finite_differences(
+    assert_adjoint_pair(
         lambda x_: broadcast(x_, big), lambda G_: unbroadcast(G_, small), x, G
     )
-    assert err <= TOL
-    gap = bp.adjoint_test(
-        lambda x_: broadcast(x_, big), lambda G_: unbroadcast(G_, small), x, G
-    )
-    assert gap < ROUNDOFF
 
 
 def test_unbroadcast_to_a_scalar_sums_everything(rng):
@@ -169,14 +165,9 @@ def test_transpose_pair(seed, shape, data):
     G = rng.normal(size=Y.shape)
     np.testing.assert_array_equal(Y, np.transpose(X, axes))
     assert transpose_vjp(G, axes).shape == X.shape
-    err = vjp_matches_finite_differences(
+    assert_adjoint_pair(
         lambda X_: transpose(X_, axes), lambda G_: transpose_vjp(G_, axes), X, G
     )
-    assert err <= TOL
-    gap = bp.adjoint_test(
-        lambda X_: transpose(X_, axes), lambda G_: transpose_vjp(G_, axes), X, G
-    )
-    assert gap < ROUNDOFF
 
 
 @given(seed=seeds, n=dims)
@@ -208,14 +199,9 @@ def test_reshape_pair(seed, B, T, n):
     X, G = rng.normal(size=(B, T, n)), rng.normal(size=(B * T, n))
     np.testing.assert_array_equal(reshape(X, (B * T, n)), X.reshape(B * T, n))
     assert reshape_vjp(G, X.shape).shape == X.shape
-    err = vjp_matches_finite_differences(
+    assert_adjoint_pair(
         lambda X_: reshape(X_, (B * T, n)), lambda G_: reshape_vjp(G_, (B, T, n)), X, G
     )
-    assert err <= TOL
-    gap = bp.adjoint_test(
-        lambda X_: reshape(X_, (B * T, n)), lambda G_: reshape_vjp(G_, (B, T, n)), X, G
-    )
-    assert gap < ROUNDOFF
 
 
 def test_a_reshape_in_the_other_order_fails_the_adjoint_test(rng):

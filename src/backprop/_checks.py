@@ -61,3 +61,10 @@ def check_same_shape(name_a: str, a: np.ndarray, name_b: str, b: np.ndarray) -> 
         raise ValueError(
             f"{name_a} must have the shape of {name_b}, {b.shape}; got {a.shape}"
         )
+
+
+def positive_int(name: str, value) -> int:
+    """A count (a size, a number of copies, of epochs): an integer of at least one."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from backprop._checks import as_real_array, check_batch
+from backprop._checks import as_real_array, check_batch, positive_int
 
 __all__ = [
     "broadcast_rows",
@@ -57,12 +57,6 @@ def _shape(name: str, shape) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
-
-
 # --- broadcast ↔ sum ------------------------------------------------------------------
 
 
@@ -74,7 +68,7 @@ def broadcast_rows(b, B: int) -> np.ndarray:
     Returns a new (B, n) array whose every row is ``b``.
     """
     b = as_real_array("b", b, ndim=1)
-    B = _positive_int("B", B)
+    B = positive_int("B", B)
     return np.ones((B, 1)) @ b[None, :]
 
 
@@ -151,7 +145,7 @@ def fanout(x, k: int) -> tuple[np.ndarray, ...]:
     x: any shape.  k: a positive integer.  Returns a tuple of ``k`` independent copies.
     """
     x = as_real_array("x", x)
-    k = _positive_int("k", k)
+    k = positive_int("k", k)
     return tuple(x.copy() for _ in range(k))
 
 

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from backprop._checks import positive_int
+
 __all__ = ["spirals", "blobs"]
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer; got {value!r}")
-    return int(value)
 
 
 def _non_negative(name: str, value) -> float:
@@ -36,8 +32,8 @@ def spirals(
     Returns ``X`` (n_per_class·n_classes, 2) and integer labels ``y`` of the same length,
     ordered by class. The same seed always gives the same arrays.
     """
-    n_per_class = _positive_int("n_per_class", n_per_class)
-    n_classes = _positive_int("n_classes", n_classes)
+    n_per_class = positive_int("n_per_class", n_per_class)
+    n_classes = positive_int("n_classes", n_classes)
     noise = _non_negative("noise", noise)
     turns = _non_negative("turns", turns)
     rng = np.random.default_rng(seed)
@@ -65,9 +61,9 @@ def blobs(
 
     Returns ``X`` (n_per_class·n_classes, n_features) and integer labels ``y``.
     """
-    n_per_class = _positive_int("n_per_class", n_per_class)
-    n_classes = _positive_int("n_classes", n_classes)
-    n_features = _positive_int("n_features", n_features)
+    n_per_class = positive_int("n_per_class", n_per_class)
+    n_classes = positive_int("n_classes", n_classes)
+    n_features = positive_int("n_features", n_features)
     spread = _non_negative("spread", spread)
     rng = np.random.default_rng(seed)
     centres = np.zeros((n_classes, n_features))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from backprop._checks import as_real_array, check_batch
+from backprop._checks import as_real_array, check_batch, positive_int
 from backprop.layers import ACTIVATIONS, linear, linear_vjp
 from backprop.losses import check_labels, softmax, softmax_cross_entropy
 
@@ -184,12 +184,7 @@ class MLP:
         lr = float(as_real_array("lr", np.atleast_1d(lr))[0])
         if not np.isfinite(lr) or lr <= 0:
             raise ValueError(f"lr must be a positive number; got {lr}")
-        if (
-            isinstance(epochs, bool)
-            or not isinstance(epochs, int | np.integer)
-            or epochs < 1
-        ):
-            raise ValueError(f"epochs must be a positive integer; got {epochs!r}")
+        epochs = positive_int("epochs", epochs)
         B = X.shape[0]
         size = B if batch_size is None else batch_size
         if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:

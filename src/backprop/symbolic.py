@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import sympy as sp
 
+from backprop._checks import positive_int
+
 __all__ = [
     "symbolic_matrix",
     "symbolic_vector",
@@ -22,8 +24,7 @@ __all__ = [
 
 def _check_dims(**dims: int) -> None:
     for name, value in dims.items():
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+        positive_int(name, value)
 
 
 def symbolic_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
