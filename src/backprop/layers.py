@@ -31,6 +31,8 @@ __all__ = [
     "relu",
     "relu_vjp",
     "ACTIVATIONS",
+    "embedding",
+    "embedding_vjp",
 ]
 
 
@@ -151,3 +153,60 @@ ACTIVATIONS = {
     "tanh": (tanh, tanh_vjp),
     "relu": (relu, relu_vjp),
 }
+
+
+# Embeddings: a lookup table. Reading rows is a product with a one-hot matrix, so
+# its VJP is the transposed product, a scatter-add (eqs. ``emb-forward``, ``emb-grad``).
+
+
+def _check_embedding(ids, E):
+    E = as_real_array("E", E, ndim=2)
+    ids = np.asarray(ids)
+    if ids.dtype.kind not in "iu":
+        raise ValueError(
+            f"ids must be an array of integers (indices into the rows of E); "
+            f"got dtype {ids.dtype}"
+        )
+    if ids.size == 0:
+        raise ValueError(f"ids must not be empty; got shape {ids.shape}")
+    V = E.shape[0]
+    if ids.min() < 0 or ids.max() >= V:
+        bad = ids[(ids < 0) | (ids >= V)].reshape(-1)[0]
+        raise ValueError(
+            f"ids must lie in 0 … {V - 1}, one per row of E {E.shape}; got {bad}"
+        )
+    return ids, E
+
+
+def embedding(ids, E) -> np.ndarray:
+    """Look up rows: ``Y = E[ids]``  (eq. ``emb-forward``).
+
+    ids: integers in ``0 … V − 1``, any shape (a scalar too), not empty.
+    E: (V, d), one row per token.
+    Returns Y: ``(*ids.shape, d)``, a new array; ``Y[..., :] = E[ids[...]]``. For a
+    1-D ``ids`` of length ``B`` this is ``P E`` with ``P`` the (B, V) one-hot matrix
+    of ``ids``. Like ``torch.nn.functional.embedding(ids, E)``.
+    """
+    ids, E = _check_embedding(ids, E)
+    return E[ids]
+
+
+def embedding_vjp(dY, ids, E) -> np.ndarray:
+    """Pull ``dY`` back to the table: ``dE = Pᵀ dY``, a scatter-add  (eq. ``emb-grad``).
+
+    dY: ``(*ids.shape, d)``, ∂E/∂Y.  ids, E: as for :func:`embedding`.
+    Returns dE: (V, d); row ``v`` is the sum of the rows of ``dY`` whose id is ``v``,
+    so an id that occurs ``k`` times collects ``k`` gradients and an id that does not
+    occur gets zero. ``np.add.at`` accumulates repeats; ``dE[ids] += dY`` would not.
+    """
+    ids, E = _check_embedding(ids, E)
+    dY = as_real_array("dY", dY)
+    expected = (*ids.shape, E.shape[1])
+    if dY.shape != expected:
+        raise ValueError(
+            f"dY must have the shape of Y = E[ids], (*ids.shape, d) = {expected}; "
+            f"got {dY.shape}"
+        )
+    dE = np.zeros_like(E)
+    np.add.at(dE, ids, dY)
+    return dE
