@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import functools
 import http.server
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import threading
+from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -131,21 +133,36 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def find_chromium() -> str | None:
+    """Debian's ``chromium`` (what .ci/run installs), else Playwright's own build."""
+    if CHROMIUM:
+        return CHROMIUM
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as p:
+            bundled = p.chromium.executable_path
+    except Exception:  # playwright missing or without a downloaded browser
+        return None
+    return bundled if bundled and Path(bundled).exists() else None
+
+
 @pytest.fixture(scope="session")
 def browser():
-    if CHROMIUM is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "Chromium is not installed; .ci/run installs it (apt-get install chromium)"
-            )
-        pytest.skip(
-            "Chromium is not installed (apt-get install chromium); the browser checks need it"
+    executable = find_chromium()
+    if executable is None:
+        how = (
+            "install one with `apt-get install chromium` (Debian/Ubuntu, as .ci/run "
+            "does) or `python -m playwright install chromium`"
         )
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium for the browser tests: {how}")
+        pytest.skip(f"no Chromium for the browser tests; {how}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=executable,
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
@@ -158,6 +175,27 @@ def browser():
         )
         yield browser
         browser.close()
+
+
+SHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "_build" / "screenshots")
+
+
+@pytest.fixture(scope="session")
+def report():
+    """Per-page figures from the browser, written to _build/screenshots/report.json."""
+    pages: dict[str, dict] = {}
+    yield pages
+    if pages:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        totals = {
+            "pages": len(pages),
+            "formulas_typeset": sum(p["typeset"] for p in pages.values()),
+            "requests_to_other_hosts": sum(p["foreign"] for p in pages.values()),
+            "images": sum(p["images"] for p in pages.values()),
+        }
+        (SHOTS / "report.json").write_text(
+            json.dumps({"totals": totals, "pages": pages}, indent=2), encoding="utf-8"
+        )
 
 
 def open_page(browser, url):
@@ -185,7 +223,7 @@ def open_page(browser, url):
 
 @pytest.mark.browser
 @pytest.mark.parametrize("page_name", toc_pages())
-def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
+def test_page_in_a_browser(browser, server, page_name, report):
     context, page, seen = open_page(browser, f"{server}/{page_name}")
     try:
         foreign = [
@@ -228,18 +266,21 @@ def test_page_in_a_browser(browser, server, page_name, tmp_path_factory):
             solutions.first.locator("button.toggle-button").click()
             opened = solutions.first.locator(":scope > :not(.admonition-title)").first
             opened.wait_for(state="visible", timeout=5000)
-            for image in page.locator("main img").all():
-                assert image.get_attribute("alt"), (
-                    f"{page_name}: an image has no alt text"
-                )
-                assert image.evaluate("i => i.complete && i.naturalWidth > 0"), (
-                    f"{page_name}: an image did not load"
-                )
-        shots = tmp_path_factory.getbasetemp() / "screenshots"
-        shots.mkdir(exist_ok=True)
-        page.screenshot(
-            path=str(shots / (page_name.replace("/", "_") + ".png")), full_page=False
-        )
+        for image in page.locator("main img").all():
+            assert image.get_attribute("alt"), f"{page_name}: an image has no alt text"
+            assert image.evaluate("i => i.complete && i.naturalWidth > 0"), (
+                f"{page_name}: an image did not load"
+            )
+        n_images = page.locator("main img").count()
+        report[page_name] = {
+            "formulas": n_math,
+            "typeset": n_typeset,
+            "images": n_images,
+            "requests": len(seen["requests"]),
+            "foreign": len(foreign),
+        }
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / (page_name.replace("/", "_") + ".png")))
     finally:
         context.close()
 
@@ -255,5 +296,112 @@ def test_sidebar_lists_the_numbered_chapters(browser, server):
             )
         assert re.search(r"1\.\s+Notation", nav), nav
         assert re.search(r"4\.\s+The differential view", nav), nav
+    finally:
+        context.close()
+
+
+# --- links, search, download, dark mode ----------------------------------------------
+
+
+class _Anchors(HTMLParser):
+    """Collects the ids a page defines and the links it makes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ids: set[str] = set()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if attrs.get("id"):
+            self.ids.add(attrs["id"])
+        if tag == "a" and attrs.get("name"):
+            self.ids.add(attrs["name"])
+        for key in ("href", "src"):
+            if tag in ("a", "img", "link", "script") and attrs.get(key):
+                self.links.append(attrs[key])
+
+
+def parse(path: Path) -> _Anchors:
+    anchors = _Anchors()
+    anchors.feed(path.read_text(encoding="utf-8"))
+    return anchors
+
+
+def test_no_internal_link_or_image_is_broken(site):
+    """Every relative link of every page names a file that exists, and an anchor on it."""
+    html, _, _ = site
+    pages = {p: parse(p) for p in html.rglob("*.html")}
+    broken = []
+    for page, anchors in pages.items():
+        for link in anchors.links:
+            parts = urlparse(link)
+            if parts.scheme or parts.netloc or link.startswith(("mailto:", "data:")):
+                continue
+            target = (page.parent / parts.path).resolve() if parts.path else page
+            if not target.exists():
+                broken.append(f"{page.relative_to(html)} -> {link}")
+                continue
+            if parts.fragment and target.suffix == ".html":
+                ids = (pages.get(target) or parse(target)).ids
+                if parts.fragment not in ids:
+                    broken.append(f"{page.relative_to(html)} -> {link} (no anchor)")
+    assert not broken, "broken links:\n" + "\n".join(broken[:40])
+
+
+def test_notebook_pages_offer_the_notebook_for_download(site):
+    html, _, _ = site
+    for page in toc_pages():
+        source = (ROOT / page).with_suffix(".ipynb")
+        if not source.exists():
+            continue
+        text = (html / page).read_text(encoding="utf-8")
+        link = f"_sources/{Path(page).with_suffix('.ipynb').as_posix()}"
+        assert link in text, f"{page} has no download link to its notebook"
+        assert (html / link).exists(), f"{link} is not in the built site"
+
+
+def test_launch_buttons_follow_the_repository_setting():
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from repository_links import launch_settings
+    finally:
+        sys.path.pop(0)
+    buttons = {"binderhub_url": "https://mybinder.org", "colab_url": "https://x"}
+    off = launch_settings({"repository_url": "", "launch_buttons": buttons})
+    assert off["launch_buttons"] == {} and not off["use_repository_button"]
+    on = launch_settings(
+        {"repository_url": "https://github.com/o/r", "launch_buttons": buttons}
+    )
+    assert on["launch_buttons"] == buttons
+
+
+@pytest.mark.browser
+def test_search_finds_jacobian(browser, server):
+    context, page, seen = open_page(browser, f"{server}/search.html?q=Jacobian")
+    try:
+        results = page.locator("#search-results ul.search li")
+        results.first.wait_for(state="visible", timeout=20_000)
+        assert results.count() >= 3, f"only {results.count()} results for Jacobian"
+        assert not seen["errors"] and not seen["console"], seen
+        assert all(urlparse(u).hostname == "127.0.0.1" for u in seen["requests"])
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_figures_stay_readable_in_dark_mode(browser, server):
+    """In dark mode every figure sits on a white card, so its black axes show."""
+    context, page, _ = open_page(browser, f"{server}/chapters/jacobian-view.html")
+    try:
+        page.evaluate("document.documentElement.dataset.theme = 'dark'")
+        images = page.locator("main img")
+        assert images.count() > 0, "the Jacobian chapter has no figure"
+        for image in images.all():
+            background = image.evaluate("i => getComputedStyle(i).backgroundColor")
+            assert background == "rgb(255, 255, 255)", background
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        images.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SHOTS / "dark-mode.png"))
     finally:
         context.close()

@@ -1,6 +1,6 @@
 """Static hygiene of the book's sources; strict nbval (``pytest chapters/``) re-runs them.
 
-- every notebook in ``chapters/`` is in the table of contents, and every page there exists;
+- every notebook in ``chapters/`` and ``appendix/`` is in the table of contents, and every page there exists;
 - each notebook was executed top to bottom in one kernel, so its stored outputs are the
   ones a reader's "Run All" produces;
 - no cell reaches outside the project (``sys.path`` edits, absolute paths, the network);
@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb"))
+NOTEBOOKS = sorted((ROOT / "chapters").glob("*.ipynb")) + sorted(
+    (ROOT / "appendix").glob("*.ipynb")
+)
 
 
 def toc_files() -> list[str]:
@@ -28,7 +30,7 @@ def toc_files() -> list[str]:
 
 def test_toc_and_chapters_agree():
     listed = set(toc_files())
-    on_disk = {f"chapters/{p.stem}" for p in NOTEBOOKS}
+    on_disk = {p.relative_to(ROOT).with_suffix("").as_posix() for p in NOTEBOOKS}
     assert on_disk <= listed, (
         f"notebooks missing from _toc.yml: {sorted(on_disk - listed)}"
     )
@@ -89,10 +91,10 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_ruff_check_is_clean():
-    result = ruff("check", "src", "tests", "chapters", "_ext")
+    result = ruff("check", "src", "tests", "chapters", "appendix", "_ext")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean():
-    result = ruff("format", "--check", "src", "tests", "chapters", "_ext")
+    result = ruff("format", "--check", "src", "tests", "chapters", "appendix", "_ext")
     assert result.returncode == 0, result.stdout + result.stderr
