@@ -88,3 +88,11 @@ def test_commutation_matrix(rng, m, n):
     assert np.allclose(
         np.kron(np.eye(m), a[None, :]) @ K, np.kron(a[None, :], np.eye(m))
     )
+
+
+def test_numerical_gradient_of_a_transposed_view(rng):
+    """A Fortran-ordered input (``X.T``) is perturbed entry by entry too."""
+    X = rng.normal(size=(3, 4)).T
+    assert not X.flags.c_contiguous
+    grad = bp.numerical_gradient(lambda X_: float(np.sum(X_**2)), X)
+    np.testing.assert_allclose(grad, 2 * X, rtol=1e-8)

@@ -33,7 +33,7 @@ def numerical_gradient(
     X = as_real_array("X", X)
     if not h > 0:
         raise ValueError(f"h must be positive; got {h}")
-    Xp = np.array(X, dtype=np.float64, copy=True)
+    Xp = np.array(X, dtype=np.float64, copy=True, order="C")  # flat view below
     grad = np.zeros_like(Xp)
     flat, gflat = Xp.reshape(-1), grad.reshape(-1)
     for k in range(flat.size):
