@@ -35,7 +35,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from backprop import layers, losses
+from backprop import attention as attn
+from backprop import conv, layers, losses, norm, recurrent
 from backprop.broadcasting import reshape_vjp, transpose_vjp, unbroadcast
 
 __all__ = [
@@ -62,6 +63,12 @@ __all__ = [
     "softmax_cross_entropy",
     "mse",
     "linear",
+    "layer_norm",
+    "batch_norm",
+    "conv2d",
+    "rnn",
+    "attention",
+    "embedding",
     "grad",
     "jvp",
 ]
@@ -233,6 +240,13 @@ RULES: dict[str, tuple[Callable, Callable]] = {
     "softmax_cross_entropy": (_sce, _sce_vjp),
     "mse":       (lambda p, y: np.mean((p - y) ** 2), _mse_vjp),
     "linear":    (layers.linear, lambda g, A, W, b: layers.linear_vjp(g, A, W)),
+    # the layers beyond the MLP: each chapter's op and its VJP, as they are
+    "layer_norm": (norm.layer_norm, lambda g, X, gamma, beta, eps: norm.layer_norm_vjp(g, X, gamma, eps)),
+    "batch_norm": (norm.batch_norm, lambda g, X, gamma, beta, eps: norm.batch_norm_vjp(g, X, gamma, eps)),
+    "conv2d":    (conv.conv2d,   lambda g, X, W, b, **p: conv.conv2d_vjp(g, X, W, **p)),
+    "rnn":       (recurrent.rnn, recurrent.rnn_vjp),
+    "attention": (attn.attention, attn.attention_vjp),
+    "embedding": (lambda E, ids: layers.embedding(ids, E), lambda g, E, ids: (layers.embedding_vjp(g, ids, E),)),
 }  # fmt: skip
 
 # Forward mode: the tangent of the output from the tangents ``t`` of the inputs.
@@ -259,7 +273,11 @@ JVP_RULES: dict[str, Callable] = {
     "softmax_cross_entropy": lambda t, z, labels: np.sum(_sce_vjp(1.0, z, labels)[0] * t[0]),
     "mse":       lambda t, p, y: np.mean(2 * (p - y) * (t[0] - t[1])),
     "linear":    lambda t, A, W, b: t[0] @ W.T + A @ t[1].T + t[2],
+    "conv2d":    lambda t, X, W, b, **p: conv.conv2d(t[0], W, t[2], **p) + conv.conv2d(X, t[1], None, **p),
+    "embedding": lambda t, E, ids: layers.embedding(ids, t[0]),
 }  # fmt: skip
+# layer_norm, batch_norm, rnn and attention have no JVP rule here: forward mode
+# through them raises NotImplementedError (exercise: derive one).
 
 
 # --- the tensor and its graph -----------------------------------------------------
@@ -619,6 +637,38 @@ def mse(prediction, target) -> Tensor:
 def linear(A, W, b) -> Tensor:
     """``A Wᵀ + b`` as one primitive, with ``layers.linear_vjp`` (eq. ``batch-grads``)."""
     return _apply("linear", A, W, b)
+
+
+def layer_norm(X, gamma, beta, eps: float = 1e-5) -> Tensor:
+    """``norm.layer_norm`` over the last axis, with ``norm.layer_norm_vjp``."""
+    return _apply("layer_norm", X, gamma, beta, eps=eps)
+
+
+def batch_norm(X, gamma, beta, eps: float = 1e-5) -> Tensor:
+    """``norm.batch_norm`` (training mode, X (B, n)), with ``norm.batch_norm_vjp``."""
+    return _apply("batch_norm", X, gamma, beta, eps=eps)
+
+
+def conv2d(X, W, b=None, stride=1, padding=0) -> Tensor:
+    """``conv.conv2d`` (NCHW), with ``conv.conv2d_vjp``; ``b=None`` means no bias."""
+    if b is None:
+        b = np.zeros(np.shape(W.value if isinstance(W, Tensor) else W)[0])
+    return _apply("conv2d", X, W, b, stride=stride, padding=padding)
+
+
+def rnn(X, h0, W_xh, W_hh, b) -> Tensor:
+    """``recurrent.rnn``: the hidden states (B, T, n_h), with ``recurrent.rnn_vjp``."""
+    return _apply("rnn", X, h0, W_xh, W_hh, b)
+
+
+def attention(Q, K, V, causal: bool = False) -> Tensor:
+    """``attention.attention``: ``softmax(Q Kᵀ/√d) V``, with ``attention_vjp``."""
+    return _apply("attention", Q, K, V, causal=causal)
+
+
+def embedding(ids, E) -> Tensor:
+    """``layers.embedding``: the rows ``E[ids]``; the gradient reaches ``E`` only."""
+    return _apply("embedding", E, ids=np.asarray(ids))
 
 
 # --- conveniences -------------------------------------------------------------------
