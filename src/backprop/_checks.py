@@ -12,7 +12,11 @@ import numpy as np
 
 
 def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
-    """Return ``x`` as a float64 ndarray, refusing what is not a real number array.
+    """Return ``x`` as a floating ndarray, refusing what is not a real number array.
+
+    float32 and float64 arrays come back as they are (not copied), so that a
+    float32 network stays float32 end to end; integers and other floats become
+    float64.
 
     name: how the argument is called in the message (``"A"``, ``"dZ"``).
     ndim: the rank required, or ``None`` for any rank of at least one.
@@ -37,7 +41,9 @@ def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
         )
     if arr.size == 0:
         raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
-    return arr.astype(np.float64, copy=False) if arr.dtype != np.float64 else arr
+    if arr.dtype in (np.float32, np.float64):
+        return arr
+    return arr.astype(np.float64)
 
 
 def check_batch(name: str, x) -> np.ndarray:

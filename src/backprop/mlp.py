@@ -34,11 +34,16 @@ class MLP:
     activation: ``"tanh"``, ``"sigmoid"`` or ``"relu"``, applied after every layer but the last.
     seed: the initial weights are drawn from ``np.random.default_rng(seed)``:
     ``W ~ N(0, gain²/n_in)`` with gain √2 for relu and 1 otherwise; biases start at zero.
+    dtype: ``np.float64`` (the default, for checking against finite differences) or
+    ``np.float32``. The parameters, the inputs (converted on the way in), every
+    activation and every gradient are of this dtype, end to end.
 
     ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``.
     """
 
-    def __init__(self, layer_sizes, activation: str = "tanh", seed: int = 0):
+    def __init__(
+        self, layer_sizes, activation: str = "tanh", seed: int = 0, dtype=np.float64
+    ):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
             raise ValueError(f"layer_sizes needs at least [n_in, n_out]; got {sizes}")
@@ -53,15 +58,27 @@ class MLP:
             raise ValueError(
                 f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
             )
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(
+                f"dtype must be np.float32 or np.float64; got {dtype!r}"
+            ) from None
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be np.float32 or np.float64; got {dtype}")
+        self.dtype = dtype
         self.layer_sizes = [int(s) for s in sizes]
         self.activation = activation
         self._f, self._f_vjp = ACTIVATIONS[activation]
         rng = np.random.default_rng(seed)
         gain = np.sqrt(2.0) if activation == "relu" else 1.0
+        # Drawn in float64 and then rounded, so both dtypes start from one network.
         self.params = [
             (
-                rng.normal(scale=gain / np.sqrt(n_in), size=(n_out, n_in)),
-                np.zeros(n_out),
+                rng.normal(scale=gain / np.sqrt(n_in), size=(n_out, n_in)).astype(
+                    dtype
+                ),
+                np.zeros(n_out, dtype=dtype),
             )
             for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
         ]
@@ -78,7 +95,7 @@ class MLP:
             raise ValueError(
                 f"X must be finite; got {int(X.size - np.count_nonzero(np.isfinite(X)))} NaN or inf entries"
             )
-        return X
+        return X.astype(self.dtype, copy=False)
 
     # -- forward and backward -----------------------------------------------------
 
@@ -135,12 +152,16 @@ class MLP:
             )
         loss, dZ = softmax_cross_entropy(logits, y)
         grads: list[tuple[np.ndarray, np.ndarray]] = [None] * len(self.params)  # type: ignore[list-item]
-        for k in range(len(self.params) - 1, -1, -1):
+        for k in range(len(self.params) - 1, 0, -1):
             A, _ = cache[k]
             dA, dW, db = linear_vjp(dZ, A, self.params[k][0])
             grads[k] = (dW, db)
-            if k > 0:
-                dZ = self._f_vjp(dA, cache[k - 1][1])
+            dZ = self._f_vjp(dA, cache[k - 1][1])
+        # The first layer's input is the data, which needs no gradient: of
+        # linear_vjp's three results only dW = dZᵀ A and db = dZᵀ 1 are formed
+        # here, which saves the GEMM dA = dZ W (as every framework does).
+        A = cache[0][0]
+        grads[0] = (dZ.T @ A, dZ.sum(axis=0))
         return loss, grads
 
     # -- training -------------------------------------------------------------------
