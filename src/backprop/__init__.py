@@ -10,9 +10,19 @@ Modules, in the order of the book:
 - :mod:`backprop.broadcasting` — adjoint pairs: broadcast/sum, fan-out/add, transpose, reshape;
 - :mod:`backprop.losses`     — MSE, sigmoid + binary cross-entropy, softmax, softmax + cross-entropy;
 - :mod:`backprop.datasets`   — small deterministic synthetic data sets;
-- :mod:`backprop.mlp`        — a multilayer perceptron built from the ops above.
+- :mod:`backprop.mlp`        — a multilayer perceptron built from the ops above;
+- :mod:`backprop.autodiff`   — a reverse-mode engine whose rule table calls the VJPs above;
+- :mod:`backprop.residual`   — residual blocks and gradient norms through deep stacks;
+- :mod:`backprop.norm`       — layer norm and batch norm (training mode);
+- :mod:`backprop.conv`       — 2-D convolution (NCHW), im2col, the transposed convolution;
+- :mod:`backprop.recurrent`  — a tanh RNN and backpropagation through time;
+- :mod:`backprop.attention`  — scaled dot-product attention, with a causal mask.
+
+``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`.
 """
 
+from backprop.attention import attention, attention_vjp
+from backprop.conv import conv2d, conv2d_transpose, conv2d_vjp
 from backprop.datasets import blobs, spirals
 from backprop.gradcheck import (
     adjoint_test,
@@ -31,6 +41,8 @@ from backprop.jacobians import (
 )
 from backprop.layers import (
     ACTIVATIONS,
+    embedding,
+    embedding_vjp,
     linear,
     linear_vjp,
     relu,
@@ -51,12 +63,27 @@ from backprop.losses import (
     softmax_vjp,
 )
 from backprop.mlp import MLP
+from backprop.norm import batch_norm, batch_norm_vjp, layer_norm, layer_norm_vjp
+from backprop.recurrent import rnn, rnn_vjp
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "attention",
+    "attention_vjp",
+    "batch_norm",
+    "batch_norm_vjp",
+    "conv2d",
+    "conv2d_transpose",
+    "conv2d_vjp",
+    "embedding",
+    "embedding_vjp",
+    "layer_norm",
+    "layer_norm_vjp",
+    "rnn",
+    "rnn_vjp",
     "blobs",
     "logsumexp",
     "mse",
