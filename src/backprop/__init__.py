@@ -18,10 +18,11 @@ Modules, in the order of the book:
 - :mod:`backprop.recurrent`  — a tanh RNN and backpropagation through time;
 - :mod:`backprop.attention`  — scaled dot-product attention, with a causal mask.
 
-``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`.
+``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`. The attention op is
+used as ``backprop.attention.attention``: exporting the function at the top level
+would hide the module of the same name.
 """
 
-from backprop.attention import attention, attention_vjp
 from backprop.conv import conv2d, conv2d_transpose, conv2d_vjp
 from backprop.datasets import blobs, spirals
 from backprop.gradcheck import (
@@ -71,8 +72,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "MLP",
-    "attention",
-    "attention_vjp",
     "batch_norm",
     "batch_norm_vjp",
     "conv2d",
