@@ -124,6 +124,25 @@ def index_rows(root: Path) -> list[tuple[str, str, list[str], list[str]]]:
     ]
 
 
+def _short(verified: list[str], page: str) -> str:
+    """``cells 9, 13; component-view cell 24; `tests/test_x.py```, grouped by file."""
+    cells_by_file: dict[str, list[str]] = {}
+    for where in verified:
+        path, _, cell = where.partition(", cell ")
+        cells_by_file.setdefault(path, [])
+        if cell:
+            cells_by_file[path].append(cell)
+    parts = []
+    for path, numbers in cells_by_file.items():
+        if not numbers:
+            parts.append(f"`{path}`")
+            continue
+        word = "cell" if len(numbers) == 1 else "cells"
+        name = word if path == page else f"{Path(path).stem} {word}"
+        parts.append(f"{name} {', '.join(numbers)}")
+    return "; ".join(parts)
+
+
 class EquationIndex(Directive):
     """``{equation-index}``: the traceability table, built from the sources."""
 
@@ -132,19 +151,20 @@ class EquationIndex(Directive):
     def run(self):
         env = self.state.document.settings.env
         root = Path(env.srcdir)
-        rows = index_rows(root)
-        lines = [
-            "| Equation | Label | Derived in | Checked by | Package |",
-            "|---|---|---|---|---|",
-        ]
-        for label, page, verified, modules in rows:
-            doc = "/" + page.rsplit(".", 1)[0]
-            checks_text = "; ".join(verified) if verified else "**unchecked**"
-            lines.append(
-                f"| {{eq}}`{label}` | `{label}` | {{doc}}`{doc}` | {checks_text} | "
-                + (", ".join(f"`{m}`" for m in modules) or "—")
-                + " |"
-            )
+        lines: list[str] = []
+        page_before = None
+        for label, page, verified, modules in index_rows(root):
+            if page != page_before:  # one table per page, under a link to it
+                doc = "/" + page.rsplit(".", 1)[0]
+                lines += ["", f"**{{doc}}`{doc}`**", ""]
+                lines += [
+                    "| Eq. | Label | Checked by | Cited in |",
+                    "|---|---|---|---|",
+                ]
+                page_before = page
+            checked = _short(verified, page) or "**unchecked**"
+            cited = ", ".join(f"`{m}`" for m in modules) or "—"
+            lines.append(f"| {{eq}}`{label}` | `{label}` | {checked} | {cited} |")
         for path in [*book_pages(root), *(root / "tests").glob("test_*.py")]:
             env.note_dependency(str(path))
         wrapper = nodes.container(classes=["equation-index"])
