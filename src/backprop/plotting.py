@@ -318,3 +318,102 @@ def gc_step_size_panel(
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", color="0.9", lw=0.6)
     return ax
+
+
+def plot_computational_graph(root, names, ax=None):
+    """Draw the graph an autodiff ``root`` was computed from, after ``root.backward()``.
+
+    root: a :class:`backprop.autodiff.Tensor` on which ``backward()`` has run.
+    names: ``{tensor: label}`` for the tensors to show; every tensor ``root`` depends
+    on must be named. Each node is drawn at the column of its longest path from an
+    input and shows its name, the primitive that made it, its forward value and the
+    gradient ``.grad`` that arrived at it (entries of single numbers, shapes
+    otherwise). Each edge ``i → j`` carries, in red, the part of ``.grad`` of ``i``
+    sent back along it, ``J_{j,i}ᵀ ḡ_j`` (eq. ``ad-reverse``). Returns ``ax``.
+    """
+    from backprop import autodiff as ad
+    from backprop.broadcasting import unbroadcast
+
+    order = ad._topological_order(root)
+    missing = [node for node in order if node not in names]
+    if missing or root.grad is None:
+        raise ValueError(
+            f"need a name for every node and root.backward() run first; "
+            f"{len(missing)} unnamed node(s), root.grad is {root.grad!r}"
+        )
+    depth: dict = {}
+    for node in order:  # inputs first, so a node's parents have their depth
+        depth[node] = 1 + max((depth[p] for p in node._parents), default=-1)
+    columns: dict[int, list] = {}
+    for node in order:
+        columns.setdefault(depth[node], []).append(node)
+    pos = {
+        node: (d, (len(col) - 1) / 2 - i)
+        for d, col in columns.items()
+        for i, node in enumerate(col)
+    }
+
+    def shown(a):
+        a = np.asarray(a)
+        return f"{a.item():.3f}" if a.size == 1 else f"shape {a.shape}"
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(2.3 * (max(columns) + 1), 3.0))
+    ys = [y for _, y in pos.values()]
+    ax.set_xlim(-0.6, max(columns) + 0.6)
+    ax.set_ylim(min(ys) - 0.7, max(ys) + 0.9)
+    to_screen, to_data = ax.transData.transform, ax.transData.inverted().transform
+    for node in order:
+        if not node._parents:
+            continue
+        grads = ad.RULES[node._op][1](
+            node.grad, *(p.value for p in node._parents), **node._params
+        )
+        for parent, g in zip(node._parents, grads):
+            if np.shape(g) != parent.shape:
+                g = unbroadcast(g, parent.shape)
+            start, end = np.array(pos[parent]), np.array(pos[node])
+            # an edge that skips a column arcs away from the middle row
+            bend = 0.0 if end[0] - start[0] < 2 else (-0.3 if start[1] >= 0 else 0.3)
+            ax.annotate(
+                "",
+                xy=end,
+                xytext=start,
+                arrowprops=dict(
+                    arrowstyle="-|>",
+                    color="0.55",
+                    lw=1.0,
+                    shrinkA=30,
+                    shrinkB=44,
+                    connectionstyle=f"arc3,rad={bend}",
+                ),
+            )
+            p0, p2 = to_screen(start), to_screen(end)  # matplotlib's arc3 curve,
+            (dx, dy) = p2 - p0  # a quadratic Bézier, at its midpoint
+            control = (p0 + p2) / 2 + bend * np.array([dy, -dx])
+            mid = to_data(0.25 * p0 + 0.5 * control + 0.25 * p2)
+            ax.annotate(
+                shown(g),
+                mid,
+                xytext=(0, 6),
+                textcoords="offset points",
+                color="C3",
+                fontsize=8,
+                ha="center",
+                va="bottom",
+            )
+    for node in order:
+        made_by = ""
+        if node._op:
+            made_by = f" = {node._op}({', '.join(names[p] for p in node._parents)})"
+        ax.text(
+            *pos[node],
+            f"{names[node]}{made_by}\nvalue {shown(node.value)}\ngrad {shown(node.grad)}",
+            ha="center",
+            va="center",
+            fontsize=8.5,
+            linespacing=1.4,
+            bbox=dict(boxstyle="round,pad=0.45", fc="#eef3fb", ec="C0", lw=1.0),
+        )
+    ax.axis("off")
+    return ax
