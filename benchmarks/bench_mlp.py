@@ -57,7 +57,9 @@ HIDDEN = 3
 
 
 def make_problem(batch: int, width: int, dtype, seed: int = 0):
-    net = bp.MLP([width] + [width] * HIDDEN + [N_CLASSES], "relu", seed=seed, dtype=dtype)
+    net = bp.MLP(
+        [width] + [width] * HIDDEN + [N_CLASSES], "relu", seed=seed, dtype=dtype
+    )
     rng = np.random.default_rng(seed + 1)
     X = rng.normal(size=(batch, width)).astype(dtype)
     y = rng.integers(0, N_CLASSES, size=batch)
@@ -136,7 +138,11 @@ def bench(batch, width, dtype, runs, use_torch):
             for (dW, db), (tW, tb) in zip(grads, tgrads)
             for g, t in ((dW, tW), (db, tb))
         )
-        assert abs(loss - tloss) <= tol * abs(loss) and worst <= tol, (loss, tloss, worst)
+        assert abs(loss - tloss) <= tol * abs(loss) and worst <= tol, (
+            loss,
+            tloss,
+            worst,
+        )
         row["max_rel_diff_vs_torch"] = worst
     for fn in fns.values():  # warm-up: first-touch allocations, thread pools
         fn()
@@ -173,8 +179,10 @@ def main(argv=None) -> int:
         try:
             import torch
         except ImportError:
-            print("PyTorch is not installed: the comparison is skipped "
-                  "(pip install torch to run it); numpy and the matmul fraction still run.")
+            print(
+                "PyTorch is not installed: the comparison is skipped "
+                "(pip install torch to run it); numpy and the matmul fraction still run."
+            )
             use_torch = False
         else:
             torch.set_num_threads(args.threads)
@@ -182,7 +190,9 @@ def main(argv=None) -> int:
     rows = []
     for dtype in (np.float32, np.float64):
         for batch, width in sizes:
-            runs = 5 if args.quick else (args.runs_largest if width == 2048 else args.runs)
+            runs = (
+                5 if args.quick else (args.runs_largest if width == 2048 else args.runs)
+            )
             rows.append(bench(batch, width, dtype, runs, use_torch))
             print_row(rows[-1], use_torch)
     env = {

@@ -91,10 +91,10 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_ruff_check_is_clean():
-    result = ruff("check", "src", "tests", "chapters", "appendix", "_ext")
+    result = ruff("check", "src", "tests", "chapters", "appendix", "_ext", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean():
-    result = ruff("format", "--check", "src", "tests", "chapters", "appendix", "_ext")
+    result = ruff("format", "--check", "src", "tests", "chapters", "appendix", "_ext", "benchmarks")
     assert result.returncode == 0, result.stdout + result.stderr
