@@ -84,6 +84,9 @@ def test_notebook_stays_inside_the_project(path):
             )
 
 
+LINTED = ("src", "tests", "chapters", "appendix", "_ext", "benchmarks")
+
+
 def ruff(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).with_name("ruff")
     command = [str(exe) if exe.exists() else (shutil.which("ruff") or "ruff"), *args]
@@ -91,10 +94,10 @@ def ruff(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_ruff_check_is_clean():
-    result = ruff("check", "src", "tests", "chapters", "appendix", "_ext", "benchmarks")
+    result = ruff("check", *LINTED)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_ruff_format_is_clean():
-    result = ruff("format", "--check", "src", "tests", "chapters", "appendix", "_ext", "benchmarks")
+    result = ruff("format", "--check", *LINTED)
     assert result.returncode == 0, result.stdout + result.stderr
