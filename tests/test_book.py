@@ -267,7 +267,11 @@ def test_page_in_a_browser(browser, server, page_name, report):
             opened = solutions.first.locator(":scope > :not(.admonition-title)").first
             opened.wait_for(state="visible", timeout=5000)
         for image in page.locator("main img").all():
-            assert image.get_attribute("alt"), f"{page_name}: an image has no alt text"
+            alt = (image.get_attribute("alt") or "").strip()
+            # docutils falls back to the file name when a notebook gives no alt text
+            assert alt and not re.search(r"(_images/|\.(png|svg|jpe?g)$)", alt), (
+                f"{page_name}: an image has no alt text (alt={alt!r})"
+            )
             assert image.evaluate("i => i.complete && i.naturalWidth > 0"), (
                 f"{page_name}: an image did not load"
             )
@@ -366,19 +370,46 @@ def test_notebook_pages_offer_the_notebook_for_download(site):
         assert (html / link).exists(), f"{link} is not in the built site"
 
 
-def test_launch_buttons_follow_the_repository_setting():
+def final_theme_options(repository_url: str, tmp_path: Path) -> dict:
+    """The theme options Jupyter Book derives from _config.yml with this URL, after
+    the repository_links extension has had its say."""
+    import yaml
+    from jupyter_book.config import get_final_config
+
     sys.path.insert(0, str(ROOT / "_ext"))
     try:
         from repository_links import launch_settings
     finally:
         sys.path.pop(0)
-    buttons = {"binderhub_url": "https://mybinder.org", "colab_url": "https://x"}
-    off = launch_settings({"repository_url": "", "launch_buttons": buttons})
-    assert off["launch_buttons"] == {} and not off["use_repository_button"]
-    on = launch_settings(
-        {"repository_url": "https://github.com/o/r", "launch_buttons": buttons}
+    config = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+    config["repository"]["url"] = repository_url
+    user_yaml = tmp_path / "_config.yml"
+    user_yaml.write_text(yaml.safe_dump(config), encoding="utf-8")
+    final, _ = get_final_config(
+        user_yaml=user_yaml,
+        sourcedir=ROOT,
+        cli_config={"latex_individualpages": False},
     )
-    assert on["launch_buttons"] == buttons
+    return launch_settings(final["html_theme_options"])
+
+
+def test_launch_buttons_follow_the_repository_setting(tmp_path):
+    """One setting, ``repository.url``: empty leaves the buttons out, a URL brings them."""
+    off = final_theme_options("", tmp_path)
+    assert off["launch_buttons"] == {} and not off["use_repository_button"]
+    on = final_theme_options("https://github.com/someone/fork", tmp_path)
+    assert on["repository_url"] == "https://github.com/someone/fork"
+    assert on["launch_buttons"]["binderhub_url"] == "https://mybinder.org"
+    assert on["launch_buttons"]["colab_url"] == "https://colab.research.google.com"
+    # the options set in _config.yml's sphinx section survive the merge
+    assert on["use_download_button"] and on["search_bar_text"]
+
+
+def test_no_launch_button_without_a_repository(site):
+    html, _, _ = site
+    for page in toc_pages():
+        text = (html / page).read_text(encoding="utf-8")
+        assert "mybinder.org" not in text and "colab.research" not in text, page
 
 
 @pytest.mark.browser

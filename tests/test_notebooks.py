@@ -101,3 +101,51 @@ def test_ruff_check_is_clean():
 def test_ruff_format_is_clean():
     result = ruff("format", "--check", *LINTED)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_chapter_anatomy(path):
+    """Every chapter has the anatomy of ../shared/GUIDE.md, section 2.
+
+    A title; "The setting" first, then the derivation with a cell that checks a
+    labelled equation, the package's code shown from ``src/``, and at the end
+    "Summary", "Exercises" (each with a gated solution) and "Further reading".
+    """
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [("".join(c["source"]), c["cell_type"]) for c in nb["cells"]]
+    markdown = "\n".join(s for s, kind in cells if kind == "markdown")
+    headings = re.findall(r"^(#{1,3}) (.+)$", markdown, flags=re.MULTILINE)
+    assert headings and headings[0][0] == "#", f"{path.name} has no title"
+    sections = [title.strip() for level, title in headings if level == "##"]
+
+    def where(pattern):
+        found = [i for i, t in enumerate(sections) if re.match(pattern, t, re.I)]
+        assert found, f"{path.name} has no section {pattern!r}: {sections}"
+        return found[0]
+
+    order = [
+        where(r"The setting"),
+        where(r"Summary$"),
+        where(r"Exercises$"),
+        where(r"Further reading$"),
+    ]
+    assert order == sorted(order), f"{path.name}: sections out of order {sections}"
+    assert any(re.search(r"\bin code\b", t, re.I) for _, t in headings), path.name
+    assert re.search(r"literalinclude\}\s*\.\./src/backprop/", markdown) or any(
+        "getsource" in s for s, kind in cells if kind == "code"
+    ), f"{path.name} does not show the package's code from src/"
+    checks = [
+        s for s, kind in cells if kind == "code" and "# checks:" in s and "assert" in s
+    ]
+    assert checks, f"{path.name} has no cell that checks a labelled equation"
+    exercises = re.findall(r"```\{exercise\}[^\n]*\n:label: (\S+)", markdown)
+    solved = set(re.findall(r"```\{solution(?:-start)?\} (\S+)", markdown))
+    assert exercises, f"{path.name} has no exercises"
+    assert set(exercises) <= solved, (
+        f"{path.name}: exercises without a solution {set(exercises) - solved}"
+    )
+    further = markdown[markdown.rindex("Further reading") :]
+    assert "{cite" in further, f"{path.name}: Further reading cites nothing"
