@@ -2,10 +2,11 @@
 
 The VJP is checked against central differences of ``E = ⟨G, attention(Q, K, V)⟩``
 for each of ``Q``, ``K``, ``V``, with and without the causal mask, over shapes drawn by
-hypothesis (batch 1, ``d = 1``, ``Tq ≠ Tk`` and square ``Tq = Tk`` included), against
+hypothesis (no leading axis, a batch, a batch and heads; batch 1, ``d = 1``,
+``Tq ≠ Tk`` and square ``Tq = Tk`` included), with leading axes that broadcast, against
 explicit Jacobians at a small size, and, for ``V``, in which the output is linear, with
 the adjoint test. The wrong derivations (an element-wise softmax, a misplaced
-transpose) must fail the same instruments.
+transpose) must fail the same instruments. float32 stays float32.
 """
 
 from __future__ import annotations
@@ -24,16 +25,20 @@ from backprop.attention import (
     causal_mask,
     softmax_rows_vjp,
 )
+from backprop.broadcasting import unbroadcast
 
 small = st.integers(min_value=1, max_value=4)
+#: the leading axes: none (rank 2), a batch (rank 3), a batch and heads (rank 4)
+leads = st.lists(st.integers(min_value=1, max_value=3), max_size=2).map(tuple)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
 ROUNDOFF = 1e-12
 
 
-def draw_qkv(rng, B, Tq, Tk, d, dv):
-    Q, K = rng.normal(size=(B, Tq, d)), rng.normal(size=(B, Tk, d))
-    V, G = rng.normal(size=(B, Tk, dv)), rng.normal(size=(B, Tq, dv))
-    return Q, K, V, G
+def draw_qkv(rng, B, Tq, Tk, d, dv, dtype=np.float64):
+    """Q, K, V and an upstream gradient G; B: the leading axes, a tuple or one int."""
+    lead = (B,) if isinstance(B, int) else tuple(B)
+    shapes = [(*lead, Tq, d), (*lead, Tk, d), (*lead, Tk, dv), (*lead, Tq, dv)]
+    return tuple(rng.normal(size=shape).astype(dtype) for shape in shapes)
 
 
 def agreement(a, b) -> float:
@@ -74,13 +79,11 @@ def test_forward_is_the_index_expression(rng):
     assert attention(Q, K, V).shape == (2, 3, 2)
 
 
-@given(seed=seeds, B=small, Tq=small, Tk=small, d=small, causal=st.booleans())
+@given(seed=seeds, B=leads, Tq=small, Tk=small, d=small, causal=st.booleans())
 def test_weights_are_rows_of_probabilities(seed, B, Tq, Tk, d, causal):
-    rng = np.random.default_rng(seed)
-    P = attention_weights(
-        rng.normal(size=(B, Tq, d)), rng.normal(size=(B, Tk, d)), causal
-    )
-    assert P.shape == (B, Tq, Tk) and np.all(P >= 0)
+    Q, K, _, _ = draw_qkv(np.random.default_rng(seed), B, Tq, Tk, d, 1)
+    P = attention_weights(Q, K, causal)
+    assert P.shape == (*B, Tq, Tk) and np.all(P >= 0)
     np.testing.assert_allclose(P.sum(axis=-1), 1.0, rtol=1e-14)
 
 
@@ -96,7 +99,7 @@ def test_large_scores_do_not_overflow(rng):
 # --- the VJP against finite differences and Jacobians ---------------------------------
 
 
-@given(seed=seeds, B=small, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
+@given(seed=seeds, B=leads, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
 def test_vjp_matches_finite_differences(seed, B, Tq, Tk, d, dv, causal):
     rng = np.random.default_rng(seed)
     Q, K, V, G = draw_qkv(rng, B, Tq, Tk, d, dv)
@@ -114,6 +117,11 @@ def test_vjp_matches_finite_differences(seed, B, Tq, Tk, d, dv, causal):
         (2, 4, 4, 4, 4),  # everything square: a transposed formula would type-check
         (3, 4, 3, 1, 1),  # d = 1, dv = 1
         (1, 1, 1, 1, 1),  # one query, one key: P = 1, dQ = dK = 0
+        ((), 3, 5, 2, 4),  # no leading axis: Q (Tq, d)
+        ((), 5, 3, 3, 2),  # no leading axis, Tq > Tk
+        ((2, 3), 5, 3, 2, 2),  # batch and heads: Q (B, H, Tq, d), Tq > Tk
+        ((1, 2), 3, 5, 3, 1),  # batch 1, two heads, Tq < Tk
+        ((1, 1), 4, 4, 2, 3),  # one sequence, one head
     ],
 )
 def test_vjp_named_shapes(rng, shape, causal):
@@ -139,7 +147,7 @@ def test_vjp_against_explicit_jacobians(rng, causal):
         assert agreement(dX, JTg) <= TOL
 
 
-@given(seed=seeds, B=small, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
+@given(seed=seeds, B=leads, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
 def test_adjoint_test_in_V(seed, B, Tq, Tk, d, dv, causal):
     rng = np.random.default_rng(seed)
     Q, K, V, G = draw_qkv(rng, B, Tq, Tk, d, dv)
@@ -175,17 +183,82 @@ def test_the_traps_fail_finite_differences(rng):
     assert bp.relative_error(dS @ Q / 2.0, fd_K) > 0.1  # dK without the transpose
 
 
+# --- leading axes: heads, broadcasting, none; float32 ---------------------------------
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_heads_and_sequences_are_independent(rng, causal):
+    Q, K, V, G = draw_qkv(
+        rng, (2, 3), 4, 5, 3, 2
+    )  # (B, H, T, ·): two batches of 3 heads
+    O = attention(Q, K, V, causal)
+    grads = attention_vjp(G, Q, K, V, causal)
+    for b, h in np.ndindex(2, 3):  # each (b, h) is rank-2 attention on its own
+        one = (Q[b, h], K[b, h], V[b, h])
+        np.testing.assert_allclose(O[b, h], attention(*one, causal), rtol=1e-13)
+        for dX, dX_one in zip(grads, attention_vjp(G[b, h], *one, causal)):
+            np.testing.assert_allclose(dX[b, h], dX_one, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        (
+            (2, 3, 4, 2),
+            (2, 1, 5, 2),
+            (2, 1, 5, 3),
+        ),  # keys and values shared by the heads
+        ((2, 3, 4, 2), (5, 2), (5, 3)),  # one set of keys and values for everything
+        ((4, 2), (2, 3, 5, 2), (1, 3, 5, 3)),  # one set of queries
+    ],
+)
+def test_broadcast_leading_axes_sum_their_gradients(rng, shapes, causal):
+    Q, K, V = (rng.normal(size=shape) for shape in shapes)
+    O = attention(Q, K, V, causal)
+    lead = np.broadcast_shapes(*(shape[:-2] for shape in shapes))
+    assert O.shape == (*lead, 4, 3)
+    G = rng.normal(size=O.shape)
+    # the same as attention on explicit copies, whose gradients are summed back
+    copies = [np.broadcast_to(X, (*lead, *X.shape[-2:])) for X in (Q, K, V)]
+    np.testing.assert_allclose(O, attention(*copies, causal), rtol=1e-13)
+    for dX, X, dX_copies in zip(
+        attention_vjp(G, Q, K, V, causal), (Q, K, V), attention_vjp(G, *copies, causal)
+    ):
+        np.testing.assert_allclose(dX, unbroadcast(dX_copies, X.shape), rtol=1e-12)
+    errors = fd_errors(Q, K, V, G, causal)
+    assert max(errors) <= TOL, errors
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("B", "Tq", "Tk"), [((), 3, 5), (1, 5, 3), ((2, 3), 4, 4)])
+def test_float32_in_float32_out(rng, B, Tq, Tk, causal):
+    Q, K, V, G = draw_qkv(rng, B, Tq, Tk, 3, 2, dtype=np.float32)
+    O = attention(Q, K, V, causal)
+    grads = attention_vjp(G, Q, K, V, causal)
+    assert O.dtype == np.float32 and attention_weights(Q, K, causal).dtype == np.float32
+    assert [dX.dtype for dX in grads] == [np.float32] * 3
+    # close to the float64 result, to float32 precision
+    as64 = [X.astype(np.float64) for X in (Q, K, V, G)]
+    np.testing.assert_allclose(O, attention(*as64[:3], causal), rtol=1e-5, atol=1e-6)
+    for dX, dX64 in zip(grads, attention_vjp(as64[3], *as64[:3], causal)):
+        np.testing.assert_allclose(dX, dX64, rtol=1e-4, atol=1e-5)
+    # a float64 upstream gradient still gives each variable a gradient of its dtype
+    grads = attention_vjp(as64[3], Q, K, V, causal)
+    assert [dX.dtype for dX in grads] == [np.float32] * 3
+
+
 # --- the softmax backward and the row-sum identity -----------------------------------
 
 
-@given(seed=seeds, B=small, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
+@given(seed=seeds, B=leads, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())
 def test_rowsum_identity(seed, B, Tq, Tk, d, dv, causal):
     rng = np.random.default_rng(seed)
     Q, K, V, dO = draw_qkv(rng, B, Tq, Tk, d, dv)
     P = attention_weights(Q, K, causal)
-    O, dP = P @ V, dO @ np.swapaxes(V, 1, 2)
-    left = np.sum(dP * P, axis=-1)  # (B, Tq), needs P
-    right = np.sum(dO * O, axis=-1)  # (B, Tq), needs only O and dO
+    O, dP = P @ V, dO @ np.swapaxes(V, -1, -2)
+    left = np.sum(dP * P, axis=-1)  # (..., Tq), needs P
+    right = np.sum(dO * O, axis=-1)  # (..., Tq), needs only O and dO
     np.testing.assert_allclose(left, right, rtol=1e-12, atol=1e-12)
 
 
@@ -270,19 +343,34 @@ Q0, K0, V0 = np.zeros((2, 3, 4)), np.zeros((2, 5, 4)), np.zeros((2, 5, 6))
     [
         (lambda: attention(Q0, np.zeros((2, 5, 3)), V0), r"same width d.*d = 4.*d = 3"),
         (lambda: attention(Q0, K0, np.zeros((2, 4, 6))), r"one value per key.*Tk = 5"),
-        (lambda: attention(Q0, np.zeros((3, 5, 4)), V0), r"Q has a batch of 2 but K"),
-        (lambda: attention(Q0, K0, np.zeros((3, 5, 6))), r"K has a batch of 2 but V"),
-        (lambda: attention(Q0[0], K0, V0), r"Q must be 3-D; got 2-D"),
-        (lambda: attention(Q0, K0[None], V0), r"K must be 3-D; got 4-D"),
-        (lambda: attention(Q0, K0, V0[0]), r"V must be 3-D"),
+        (
+            lambda: attention(Q0, np.zeros((3, 5, 4)), V0),
+            r"leading \(batch\) axes must broadcast together; got Q \(2,\), K \(3,\)",
+        ),
+        (
+            lambda: attention(Q0, K0, np.zeros((3, 5, 6))),
+            r"leading \(batch\) axes .*K \(2,\), V \(3,\)",
+        ),
+        (
+            lambda: attention(np.zeros((2, 3, 3, 4)), np.zeros((2, 2, 5, 4)), V0),
+            r"got Q \(2, 3\), K \(2, 2\)",  # three heads of queries, two of keys
+        ),
+        (
+            lambda: attention(Q0[0, 0], K0, V0),
+            r"Q must have shape \(\.\.\., Tq, d\), at least 2-D; got 1-D",
+        ),
+        (lambda: attention(Q0, K0[0, 0], V0), r"K must have shape \(\.\.\., Tk, d\)"),
+        (lambda: attention(Q0, K0, V0[0, 0]), r"V must have shape \(\.\.\., Tk, dv\)"),
+        (lambda: attention(Q0, K0, np.zeros((2, 0, 6))), r"V must not be empty"),
         (lambda: attention(Q0, K0, V0, causal="yes"), r"causal must be True or False"),
         (lambda: attention(Q0.astype(complex), K0, V0), r"real numeric dtype"),
         (lambda: attention_weights(Q0, np.zeros((2, 5, 1))), r"same width d"),
         (
             lambda: attention_vjp(np.zeros((2, 3, 5)), Q0, K0, V0),
-            r"dO must have the shape of O, \(B, Tq, dv\) = \(2, 3, 6\); got \(2, 3, 5\)",
+            r"dO must have the shape of O, \(\.\.\., Tq, dv\) = \(2, 3, 6\); got \(2, 3, 5\)",
         ),
-        (lambda: attention_vjp(np.zeros((3, 6)), Q0, K0, V0), r"dO must be 3-D"),
+        (lambda: attention_vjp(np.zeros((3, 6)), Q0, K0, V0), r"got \(3, 6\)"),
+        (lambda: attention_vjp(np.zeros(6), Q0, K0, V0), r"dO must have shape"),
         (lambda: attention_vjp(np.zeros((2, 3, 6)), Q0, K0[:, :, :2], V0), r"width"),
         (lambda: softmax_rows_vjp(np.zeros((2, 3)), np.zeros((2, 4))), r"dP must have"),
         (lambda: causal_mask(0, 3), r"Tq must be a positive integer"),

@@ -328,3 +328,14 @@ def test_no_function_modifies_its_input(rng):
     dilate(G, 2)
     for before, after in zip(saved, (X, W, b, G)):
         np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
+    X, W, b, G = (
+        a.astype(dtype) for a in make(rng, (2, 2, 6, 6), (3, 2, 3, 3), (2, 2), (1, 1))
+    )
+    outputs = [conv2d(X, W, b, 2, 1), *conv2d_vjp(G, X, W, 2, 1)]
+    outputs += [conv2d_transpose(G, W, 2, 1, X.shape[2:]), dilate(G, 2)]
+    outputs += [col2im(im2col(X, 3, 3, 2), X.shape, 2), conv2d_matrix(W, (6, 6))]
+    assert [a.dtype for a in outputs] == [np.dtype(dtype)] * 8

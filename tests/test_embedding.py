@@ -92,6 +92,30 @@ def test_scalar_id(rng):
     assert np.all(dE[[0, 1, 3]] == 0.0)
 
 
+@pytest.mark.parametrize("shape", [(0,), (2, 0), (0, 3)])
+def test_empty_ids_read_nothing_and_return_no_gradient(rng, shape):
+    E, ids = rng.normal(size=(4, 3)), np.zeros(shape, dtype=int)
+    Y = embedding(ids, E)
+    assert Y.shape == (
+        *shape,
+        3,
+    )  # as torch.nn.functional.embedding: empty, not refused
+    dE = embedding_vjp(np.zeros((*shape, 3)), ids, E)
+    assert dE.shape == E.shape and np.all(dE == 0.0)
+
+
+@pytest.mark.parametrize("dY_dtype", [np.float32, np.float64])
+def test_the_table_keeps_its_dtype(rng, dY_dtype):
+    E, ids = rng.normal(size=(4, 3)).astype(np.float32), np.array([[0, 2], [2, 3]])
+    G = rng.normal(size=(2, 2, 3)).astype(dY_dtype)
+    Y, dE = embedding(ids, E), embedding_vjp(G, ids, E)
+    assert Y.dtype == np.float32 and dE.dtype == np.float32
+    np.testing.assert_allclose(
+        dE, embedding_vjp(G, ids, E.astype(np.float64)), rtol=1e-6
+    )
+    assert embedding(ids, np.eye(4, dtype=int)).dtype == np.float64  # integers: float64
+
+
 @pytest.mark.parametrize(
     ("call", "message"),
     [
@@ -99,7 +123,7 @@ def test_scalar_id(rng):
         (lambda E: embedding(np.array([True, False]), E), r"got dtype bool"),
         (lambda E: embedding([0, 4], E), r"ids must lie in 0 … 3.*got 4"),
         (lambda E: embedding([0, -1], E), r"got -1"),
-        (lambda E: embedding(np.array([], dtype=int), E), r"ids must not be empty"),
+        (lambda E: embedding([], E), r"ids must be an array of int.*float64"),
         (lambda E: embedding([0], E[0]), r"E must be 2-D"),
         (lambda E: embedding([0], np.zeros((4, 3, 1))), r"E must be 2-D"),
         (

@@ -393,9 +393,10 @@ g4 = np.linspace(0.5, 2.0, 4)
             lambda: layer_norm(X34, np.ones(4), np.zeros(5)),
             r"beta must have shape \(4,\)",
         ),
-        (lambda: layer_norm(X34, np.ones(4), np.zeros(4), eps=0.0), r"eps must be"),
         (lambda: layer_norm(X34, np.ones(4), np.zeros(4), eps=-1e-5), r"eps must be"),
         (lambda: layer_norm(X34, np.ones(4), np.zeros(4), eps=np.nan), r"eps must be"),
+        (lambda: batch_norm(X34, g4, g4, eps=np.inf), r"eps must be"),
+        (lambda: batch_norm_vjp(X34, X34, g4, eps=-1.0), r"eps must be"),
         (lambda: layer_norm(X34, np.ones(4), np.zeros(4), eps=True), r"eps must be"),
         (lambda: layer_norm(3.0, np.ones(1), np.zeros(1)), r"at least one axis"),
         (
@@ -411,7 +412,6 @@ g4 = np.linspace(0.5, 2.0, 4)
         (lambda: batch_norm(X34, np.ones(3), g4), r"gamma must have shape \(4,\)"),
         (lambda: batch_norm(X34, g4, np.ones(3)), r"beta must have shape \(4,\)"),
         (lambda: batch_norm(X34[0], g4, g4), r"X must be 2-D"),
-        (lambda: batch_norm(X34, g4, g4, eps=0), r"eps must be"),
         (
             lambda: batch_norm_vjp(np.ones((2, 4)), X34, g4),
             r"dY must have the shape of X, \(3, 4\); got \(2, 4\)",
@@ -466,3 +466,22 @@ def test_integer_inputs_are_promoted_to_float64():
     Y = layer_norm(X, [1, 1, 1], [0, 0, 0])
     assert Y.dtype == np.float64
     assert np.allclose(Y.sum(axis=-1), 0.0)
+
+
+def test_eps_zero_is_accepted_as_in_pytorch(rng):
+    """ε = 0 standardises exactly: unit variance, and dX orthogonal to x̂ (eq. ``rn-ln-identities``)."""
+    X, dY, gamma = rng.normal(size=(3, 4)), rng.normal(size=(3, 4)), np.ones(4)
+    assert np.allclose(layer_norm(X, gamma, 0 * gamma, eps=0).var(axis=-1), 1.0)
+    assert np.allclose(batch_norm(X, gamma, 0 * gamma, eps=0.0).var(axis=0), 1.0)
+    dX = layer_norm_vjp(dY, X, gamma, eps=0)[0]
+    assert np.allclose(np.sum(dX * layer_norm(X, gamma, 0 * gamma, eps=0), axis=-1), 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
+    X, dY = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype)
+    gamma, beta = rng.normal(size=3).astype(dtype), rng.normal(size=3).astype(dtype)
+    forwards = [layer_norm(X, gamma, beta), batch_norm(X, gamma, beta)]
+    vjps = [*layer_norm_vjp(dY, X, gamma), *batch_norm_vjp(dY, X, gamma)]
+    steps = batch_norm_vjp_steps(dY, X, gamma)
+    assert [a.dtype for a in (*forwards, *vjps, *steps)] == [np.dtype(dtype)] * 11

@@ -340,3 +340,12 @@ def test_integer_inputs_are_accepted_as_float64():
     H = rnn(X, np.zeros((1, 2), dtype=int), np.eye(2, dtype=int), np.eye(2), [0, 0])
     assert H.dtype == np.float64
     np.testing.assert_allclose(H[0, 0], np.tanh(1.0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
+    args = [a.astype(dtype) for a in make(rng, 2, 3, 2, 4)]
+    G = rng.normal(size=(2, 3, 4)).astype(dtype)
+    outputs = [rnn(*args), *rnn_vjp(G, *args)]
+    outputs.append(state_jacobians(args[0][:1], args[1][:1], *args[2:]))
+    assert [a.dtype for a in outputs] == [np.dtype(dtype)] * 7

@@ -1,11 +1,13 @@
-"""Scaled dot-product attention and its VJP, batched over a leading axis.
+"""Scaled dot-product attention and its VJP, batched over any leading axes.
 
-For a batch of ``B`` sequences, queries ``Q`` (B, Tq, d), keys ``K`` (B, Tk, d) and
-values ``V`` (B, Tk, dv):
+For queries ``Q`` (..., Tq, d), keys ``K`` (..., Tk, d) and values ``V``
+(..., Tk, dv), where ``...`` is any number of leading axes (none, a batch ``B``,
+or a batch and heads ``B, H``) that broadcast together, as in PyTorch's
+``scaled_dot_product_attention``:
 
-- scores ``S = Q Kᵀ / √d`` (B, Tq, Tk), one row per query (eq. ``attn-forward``);
+- scores ``S = Q Kᵀ / √d`` (..., Tq, Tk), one row per query (eq. ``attn-forward``);
 - weights ``P = softmax(S)`` row by row, over the keys (the last axis);
-- output ``O = P V`` (B, Tq, dv): each query's weighted average of the values.
+- output ``O = P V`` (..., Tq, dv): each query's weighted average of the values.
 
 With ``causal=True``, query ``i`` may look at keys ``j ≤ i`` only (the mask is
 top-left aligned, ``ones(Tq, Tk).tril(0)``, as in PyTorch's
@@ -18,17 +20,23 @@ The backward pass (eqs. ``attn-grad-v``, ``attn-grad-s``, ``attn-grad-qk``) is
     dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(dO ⊙ O)),
     dQ = dS K / √d,   dK = dSᵀ Q / √d,
 
-every "ᵀ" a swap of the last two axes, every product batched over ``B``. The
-softmax backward is the row-wise rule of the losses chapter, not an element-wise
-one, and its row sums ``rowsum(dP ⊙ P)`` equal ``rowsum(dO ⊙ O)`` (eq.
-``attn-rowsum``), which needs only the output and its gradient, not ``P``.
+every "ᵀ" a swap of the last two axes, every product taken matrix by matrix over
+the leading axes. The softmax backward is the row-wise rule of the losses chapter,
+not an element-wise one, and its row sums ``rowsum(dP ⊙ P)`` equal
+``rowsum(dO ⊙ O)`` (eq. ``attn-rowsum``), which needs only the output and its
+gradient, not ``P``. Where a leading axis was broadcast (one set of keys shared by
+every head), its gradient is summed back over the copies (eq. ``mb-unbroadcast``).
+Each gradient has the dtype of its variable: float32 stays float32.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from backprop._checks import as_real_array, check_same_shape, positive_int
+from backprop.broadcasting import unbroadcast
 
 __all__ = [
     "causal_mask",
@@ -44,39 +52,62 @@ def _t(X: np.ndarray) -> np.ndarray:
     return np.swapaxes(X, -1, -2)
 
 
+def _sum_to(dX: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """``dX`` summed over the axes on which ``X`` was broadcast, in ``X``'s dtype."""
+    if dX.shape != X.shape:
+        dX = unbroadcast(dX, X.shape)  # eq. mb-unbroadcast
+    return dX.astype(X.dtype, copy=False)
+
+
 def _check_causal(causal) -> bool:
     if not isinstance(causal, bool | np.bool_):
         raise ValueError(f"causal must be True or False; got {causal!r}")
     return bool(causal)
 
 
-def _check_qk(Q, K) -> tuple[np.ndarray, np.ndarray]:
-    Q = as_real_array("Q", Q, ndim=3)
-    K = as_real_array("K", K, ndim=3)
-    if K.shape[0] != Q.shape[0]:
+def _matrices(name: str, X, rows: str, cols: str) -> np.ndarray:
+    """A stack of matrices ``(..., rows, cols)``: a real array of rank at least 2."""
+    X = as_real_array(name, X)
+    if X.ndim < 2:
         raise ValueError(
-            f"Q has a batch of {Q.shape[0]} but K has a batch of {K.shape[0]}"
+            f"{name} must have shape (..., {rows}, {cols}), at least 2-D; "
+            f"got {X.ndim}-D array of shape {X.shape}"
         )
-    if K.shape[2] != Q.shape[2]:
+    return X
+
+
+def _leading_axes(**arrays: np.ndarray) -> tuple[int, ...]:
+    """The broadcast shape of the leading (batch, head) axes of the arrays."""
+    try:
+        return np.broadcast_shapes(*(X.shape[:-2] for X in arrays.values()))
+    except ValueError:
+        shapes = ", ".join(f"{n} {X.shape[:-2]}" for n, X in arrays.items())
+        raise ValueError(
+            f"the leading (batch) axes must broadcast together; got {shapes}"
+        ) from None
+
+
+def _check_qk(Q, K) -> tuple[np.ndarray, np.ndarray]:
+    Q = _matrices("Q", Q, "Tq", "d")
+    K = _matrices("K", K, "Tk", "d")
+    if K.shape[-1] != Q.shape[-1]:
         raise ValueError(
             f"queries and keys must have the same width d: Q has shape {Q.shape} "
-            f"(d = {Q.shape[2]}) but K has shape {K.shape} (d = {K.shape[2]})"
+            f"(d = {Q.shape[-1]}) but K has shape {K.shape} (d = {K.shape[-1]})"
         )
+    _leading_axes(Q=Q, K=K)
     return Q, K
 
 
 def _check_qkv(Q, K, V) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Q, K = _check_qk(Q, K)
-    V = as_real_array("V", V, ndim=3)
-    if V.shape[0] != K.shape[0]:
+    V = _matrices("V", V, "Tk", "dv")
+    if V.shape[-2] != K.shape[-2]:
         raise ValueError(
-            f"K has a batch of {K.shape[0]} but V has a batch of {V.shape[0]}"
+            f"need one value per key: K has shape {K.shape} (Tk = {K.shape[-2]}) "
+            f"but V has shape {V.shape} ({V.shape[-2]} values)"
         )
-    if V.shape[1] != K.shape[1]:
-        raise ValueError(
-            f"need one value per key: K has shape {K.shape} (Tk = {K.shape[1]}) "
-            f"but V has shape {V.shape} ({V.shape[1]} values)"
-        )
+    _leading_axes(Q=Q, K=K, V=V)
     return Q, K, V
 
 
@@ -95,15 +126,16 @@ def causal_mask(Tq: int, Tk: int) -> np.ndarray:
 def attention_weights(Q, K, causal: bool = False) -> np.ndarray:
     """Attention weights ``P = softmax(Q Kᵀ / √d)``, row-wise over the keys.
 
-    Q: (B, Tq, d).  K: (B, Tk, d).  causal: mask the keys ``j > i`` of query ``i``.
-    Returns P: (B, Tq, Tk); every row is non-negative and sums to one, and the
+    Q: (..., Tq, d).  K: (..., Tk, d), leading axes broadcasting with those of Q.
+    causal: mask the keys ``j > i`` of query ``i``.
+    Returns P: (..., Tq, Tk); every row is non-negative and sums to one, and the
     masked entries are exactly 0. Shifted by the row maximum, so it never overflows.
     """
     Q, K = _check_qk(Q, K)
     causal = _check_causal(causal)
-    S = Q @ _t(K) / np.sqrt(Q.shape[2])
+    S = Q @ _t(K) / math.sqrt(Q.shape[-1])  # a Python float keeps float32
     if causal:
-        S = np.where(causal_mask(Q.shape[1], K.shape[1]), S, -np.inf)
+        S = np.where(causal_mask(Q.shape[-2], K.shape[-2]), S, -np.inf)
     E = np.exp(S - S.max(axis=-1, keepdims=True))  # exp(−∞) = 0 exactly
     return E / E.sum(axis=-1, keepdims=True)
 
@@ -126,9 +158,11 @@ def softmax_rows_vjp(dP, P) -> np.ndarray:
 def attention(Q, K, V, causal: bool = False) -> np.ndarray:
     """Scaled dot-product attention ``O = softmax(Q Kᵀ / √d) V``  (eq. ``attn-forward``).
 
-    Q: (B, Tq, d) queries.  K: (B, Tk, d) keys.  V: (B, Tk, dv) values.
+    Q: (..., Tq, d) queries.  K: (..., Tk, d) keys.  V: (..., Tk, dv) values.
+    ``...``: any leading axes, e.g. (B,) or (B, H) for heads, broadcasting together.
     causal: if True, query ``i`` attends to keys ``j ≤ i`` only (eq. ``attn-mask``).
-    Returns O: (B, Tq, dv), row ``i`` the ``P``-weighted average of the values.
+    Returns O: (..., Tq, dv), row ``i`` the ``P``-weighted average of the values.
+    Like ``torch.nn.functional.scaled_dot_product_attention(Q, K, V, is_causal=causal)``.
     """
     Q, K, V = _check_qkv(Q, K, V)
     return attention_weights(Q, K, causal) @ V
@@ -139,29 +173,30 @@ def attention_vjp(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients through attention  (eqs. ``attn-grad-v``, ``attn-grad-s``, ``attn-grad-qk``).
 
-    dO: (B, Tq, dv), the gradient with respect to ``O``; Q, K, V and causal as in
+    dO: (..., Tq, dv), the gradient with respect to ``O``; Q, K, V and causal as in
     :func:`attention`. ``P`` is recomputed here, and the softmax backward uses the
     row sums ``rowsum(dO ⊙ O)``, equal to ``rowsum(dP ⊙ P)`` (eq. ``attn-rowsum``):
 
     ``dV = Pᵀ dO``,  ``dP = dO Vᵀ``,  ``dS = P ⊙ (dP − rowsum(dO ⊙ O))``,
     ``dQ = dS K / √d``,  ``dK = dSᵀ Q / √d``.
 
-    Returns ``(dQ, dK, dV)`` with the shapes of ``Q``, ``K``, ``V``.
+    Returns ``(dQ, dK, dV)`` with the shapes and dtypes of ``Q``, ``K``, ``V``; an
+    input whose leading axes were broadcast gets the sum over its copies.
     """
     Q, K, V = _check_qkv(Q, K, V)
-    dO = as_real_array("dO", dO, ndim=3)
-    expected = (Q.shape[0], Q.shape[1], V.shape[2])
+    dO = _matrices("dO", dO, "Tq", "dv")
+    expected = (*_leading_axes(Q=Q, K=K, V=V), Q.shape[-2], V.shape[-1])
     if dO.shape != expected:
         raise ValueError(
-            f"dO must have the shape of O, (B, Tq, dv) = {expected}; got {dO.shape}"
+            f"dO must have the shape of O, (..., Tq, dv) = {expected}; got {dO.shape}"
         )
-    P = attention_weights(Q, K, causal)  # (B, Tq, Tk)
-    O = P @ V  # (B, Tq, dv)
-    dV = _t(P) @ dO  # (B, Tk, dv)
-    dP = dO @ _t(V)  # (B, Tq, Tk)
-    D = np.sum(dO * O, axis=-1, keepdims=True)  # (B, Tq, 1), = rowsum(dP ⊙ P)
-    dS = P * (dP - D)  # (B, Tq, Tk); 0 where masked
-    scale = 1.0 / np.sqrt(Q.shape[2])
-    dQ = dS @ K * scale  # (B, Tq, d)
-    dK = _t(dS) @ Q * scale  # (B, Tk, d)
-    return dQ, dK, dV
+    P = attention_weights(Q, K, causal)  # (..., Tq, Tk)
+    O = P @ V  # (..., Tq, dv)
+    dV = _t(P) @ dO  # (..., Tk, dv)
+    dP = dO @ _t(V)  # (..., Tq, Tk)
+    D = np.sum(dO * O, axis=-1, keepdims=True)  # (..., Tq, 1), = rowsum(dP ⊙ P)
+    dS = P * (dP - D)  # (..., Tq, Tk); 0 where masked
+    scale = 1.0 / math.sqrt(Q.shape[-1])
+    dQ = dS @ K * scale  # (..., Tq, d)
+    dK = _t(dS) @ Q * scale  # (..., Tk, d)
+    return _sum_to(dQ, Q), _sum_to(dK, K), _sum_to(dV, V)

@@ -168,7 +168,7 @@ def col2im(dP, padded_shape: tuple[int, int, int, int], stride=1) -> np.ndarray:
             f"dP of shape {dP.shape} cannot come from im2col of an input of shape "
             f"{shape} with stride {(sh, sw)}"
         )
-    dXp = np.zeros(shape)
+    dXp = np.zeros(shape, dtype=dP.dtype)
     for p in range(kh):  # one kernel offset at a time: a strided slice of dXp
         for q in range(kw):
             rows = slice(p, p + sh * (Ho - 1) + 1, sh)
@@ -188,7 +188,7 @@ def dilate(Y, stride=1) -> np.ndarray:
     Y = as_real_array("Y", Y, ndim=4)
     sh, sw = _pair("stride", stride, 1)
     B, O, Ho, Wo = Y.shape
-    D = np.zeros((B, O, sh * (Ho - 1) + 1, sw * (Wo - 1) + 1))
+    D = np.zeros((B, O, sh * (Ho - 1) + 1, sw * (Wo - 1) + 1), dtype=Y.dtype)
     D[:, :, ::sh, ::sw] = Y
     return D
 
@@ -324,6 +324,6 @@ def conv2d_matrix(W, input_size, stride=1, padding=0) -> np.ndarray:
     W = as_real_array("W", W, ndim=4)
     H, W_in = _pair("input_size", input_size, 1)
     C = W.shape[1]
-    basis = np.eye(C * H * W_in).reshape(C * H * W_in, C, H, W_in)
+    basis = np.eye(C * H * W_in, dtype=W.dtype).reshape(C * H * W_in, C, H, W_in)
     Y = conv2d(basis, W, None, stride, padding)  # one unit input per "batch" entry
     return Y.reshape(C * H * W_in, -1).T

@@ -167,10 +167,8 @@ def _check_embedding(ids, E):
             f"ids must be an array of integers (indices into the rows of E); "
             f"got dtype {ids.dtype}"
         )
-    if ids.size == 0:
-        raise ValueError(f"ids must not be empty; got shape {ids.shape}")
     V = E.shape[0]
-    if ids.min() < 0 or ids.max() >= V:
+    if ids.size and (ids.min() < 0 or ids.max() >= V):
         bad = ids[(ids < 0) | (ids >= V)].reshape(-1)[0]
         raise ValueError(
             f"ids must lie in 0 … {V - 1}, one per row of E {E.shape}; got {bad}"
@@ -181,9 +179,10 @@ def _check_embedding(ids, E):
 def embedding(ids, E) -> np.ndarray:
     """Look up rows: ``Y = E[ids]``  (eq. ``emb-forward``).
 
-    ids: integers in ``0 … V − 1``, any shape (a scalar too), not empty.
+    ids: integers in ``0 … V − 1``, any shape (a scalar, or empty, too).
     E: (V, d), one row per token.
-    Returns Y: ``(*ids.shape, d)``, a new array; ``Y[..., :] = E[ids[...]]``. For a
+    Returns Y: ``(*ids.shape, d)``, a new array of E's dtype; ``Y[..., :] = E[ids[...]]``
+    (empty if ids is). For a
     1-D ``ids`` of length ``B`` this is ``P E`` with ``P`` the (B, V) one-hot matrix
     of ``ids``. Like ``torch.nn.functional.embedding(ids, E)``.
     """
@@ -195,12 +194,13 @@ def embedding_vjp(dY, ids, E) -> np.ndarray:
     """Pull ``dY`` back to the table: ``dE = Pᵀ dY``, a scatter-add  (eq. ``emb-grad``).
 
     dY: ``(*ids.shape, d)``, ∂E/∂Y.  ids, E: as for :func:`embedding`.
-    Returns dE: (V, d); row ``v`` is the sum of the rows of ``dY`` whose id is ``v``,
-    so an id that occurs ``k`` times collects ``k`` gradients and an id that does not
-    occur gets zero. ``np.add.at`` accumulates repeats; ``dE[ids] += dY`` would not.
+    Returns dE: (V, d), of E's dtype; row ``v`` is the sum of the rows of ``dY``
+    whose id is ``v``, so an id that occurs ``k`` times collects ``k`` gradients and
+    an id that does not occur gets zero (every row, for empty ids). ``np.add.at``
+    accumulates repeats; ``dE[ids] += dY`` would not.
     """
     ids, E = _check_embedding(ids, E)
-    dY = as_real_array("dY", dY)
+    dY = as_real_array("dY", dY) if ids.size else np.asarray(dY)  # dY may be empty
     expected = (*ids.shape, E.shape[1])
     if dY.shape != expected:
         raise ValueError(

@@ -49,10 +49,11 @@ __all__ = [
 
 
 def _check_eps(eps) -> float:
+    """``eps`` as a float: a finite number ``>= 0`` (0 is allowed, as in PyTorch)."""
     if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating):
-        raise ValueError(f"eps must be a positive number; got {eps!r}")
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be positive and finite; got {eps!r}")
+        raise ValueError(f"eps must be a non-negative number; got {eps!r}")
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be non-negative and finite; got {eps!r}")
     return float(eps)
 
 
@@ -108,7 +109,7 @@ def layer_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
     """Layer normalisation over the last axis  (eq. ``rn-ln-forward``).
 
     X: (..., n), any rank of at least one; every slice ``X[..., :]`` (a row) is
-    standardised on its own.  gamma, beta: (n,).  eps: positive, added to the
+    standardised on its own.  gamma, beta: (n,).  eps: non-negative, added to the
     biased variance.  Returns Y: (..., n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with
     ``μ`` and ``v`` the mean and biased variance of each row.
     """
@@ -159,7 +160,7 @@ def batch_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
     """Batch normalisation, training mode: statistics over the batch  (eq. ``rn-bn-forward``).
 
     X: (B, n), one example per row, ``B >= 2``; every column (a feature) is
-    standardised over the ``B`` examples.  gamma, beta: (n,).  eps: positive.
+    standardised over the ``B`` examples.  gamma, beta: (n,).  eps: non-negative.
     Returns Y: (B, n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with ``μ`` and ``v`` the
     mean and biased variance of each column.  With ``B = 1`` every output would be
     ``β`` whatever ``X`` is, so it is refused, as PyTorch refuses it in training.

@@ -40,7 +40,7 @@ __all__ = [
 
 
 def _check_rnn(X, h0, W_xh, W_hh, b):
-    """The five arguments of the layer, as float64 arrays of consistent shapes."""
+    """The five arguments of the layer, as float arrays of consistent shapes."""
     X = as_real_array("X", X)
     if X.ndim != 3:
         raise ValueError(
@@ -76,9 +76,12 @@ def _check_rnn(X, h0, W_xh, W_hh, b):
 
 
 def _forward(X, h0, W_xh, W_hh, b):
-    """Pre-activations Z and states H, both (B, T, n_h), of checked arguments."""
+    """Pre-activations Z and states H, both (B, T, n_h), of checked arguments.
+
+    Their dtype is that of the arguments (float32 stays float32).
+    """
     B, T, _ = X.shape
-    Z = np.empty((B, T, W_hh.shape[0]))
+    Z = np.empty((B, T, W_hh.shape[0]), dtype=np.result_type(X, h0, W_xh, W_hh, b))
     H = np.empty_like(Z)
     h = h0
     for t in range(T):
@@ -94,7 +97,8 @@ def rnn(X, h0, W_xh, W_hh, b) -> np.ndarray:
 
     X: (B, T, n_in), ``X[:, t]`` the inputs at step ``t + 1``.  h0: (B, n_h), the
     initial states.  W_xh: (n_h, n_in).  W_hh: (n_h, n_h).  b: (n_h,).
-    Returns H: (B, T, n_h), the states ``h_1 … h_T`` (not ``h0``). The same as
+    Returns H: (B, T, n_h), the states ``h_1 … h_T`` (not ``h0``), in the
+    arguments' floating dtype (float32 stays float32). The same as
     ``torch.nn.RNN(batch_first=True)`` with one layer and one bias ``b``
     (PyTorch's ``b_ih + b_hh``).
     """
@@ -125,9 +129,11 @@ def rnn_vjp(
             f"got {dH.shape}"
         )
     T = X.shape[1]
-    dX = np.empty_like(X)
-    dW_xh, dW_hh, db = np.zeros_like(W_xh), np.zeros_like(W_hh), np.zeros_like(b)
-    from_future = np.zeros_like(h0)  # dZ_{t+1} W_hh; nothing comes after h_T
+    dtype = np.result_type(dH, Z)  # float32 in, float32 out
+    dX = np.empty_like(X, dtype=dtype)
+    dW_xh, dW_hh = np.zeros_like(W_xh, dtype=dtype), np.zeros_like(W_hh, dtype=dtype)
+    db = np.zeros_like(b, dtype=dtype)
+    from_future = np.zeros_like(h0, dtype=dtype)  # dZ_{t+1} W_hh; nothing after h_T
     for t in reversed(range(T)):
         h_prev = H[:, t - 1] if t > 0 else h0
         dZ = tanh_vjp(dH[:, t] + from_future, Z[:, t])
@@ -176,9 +182,10 @@ def state_jacobians(X, h0, W_xh, W_hh, b) -> np.ndarray:
     T, n_h = X.shape[1], W_hh.shape[0]
     copies = np.repeat(X, n_h, axis=0)  # (n_h, T, n_in)
     starts = np.repeat(h0, n_h, axis=0)  # (n_h, n_h)
-    J = np.empty((T, n_h, n_h))
+    dtype = np.result_type(X, h0, W_xh, W_hh, b)
+    J = np.empty((T, n_h, n_h), dtype=dtype)
     for t in range(T):
-        dH = np.zeros((n_h, t + 1, n_h))
+        dH = np.zeros((n_h, t + 1, n_h), dtype=dtype)
         dH[:, t] = np.eye(n_h)  # row i: the gradient e_i at h_{t+1}
         J[t] = rnn_vjp(dH, copies[:, : t + 1], starts, W_xh, W_hh, b)[1]
     return J
