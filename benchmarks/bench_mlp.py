@@ -11,7 +11,10 @@ followed by ``.backward()``. Both get the same network, weights and data:
 - the same number of threads for numpy's BLAS and for PyTorch.
 
 Runs are interleaved (numpy, PyTorch, numpy, …) after a warm-up, so that a slow
-moment of the machine hits both, and the median is reported.
+moment of the machine hits both, and the median is reported. Each timed call is
+preceded by one untimed call of the same step: both libraries keep their worker
+threads spinning for a while after a call, and without it each one is timed while
+the other's threads still hold the cores.
 
 The *matmul fraction* compares the step with the matrix products it cannot avoid:
 per layer, the forward ``A Wᵀ`` and the backward ``dZ W`` and ``dZᵀ A``, three
@@ -29,6 +32,7 @@ Usage::
     python benchmarks/bench_mlp.py                 # the full table
     python benchmarks/bench_mlp.py --json out.json # also write it as JSON
     python benchmarks/bench_mlp.py --quick         # small sizes only, few runs
+    python benchmarks/bench_mlp.py --alone         # blocks instead of interleaving
 """
 
 from __future__ import annotations
@@ -46,6 +50,40 @@ _threads = next(
 ) or str(os.cpu_count() or 1)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = _threads
+# OpenBLAS's worker threads keep spinning on the cores for a while after each
+# product; interleaved with PyTorch that doubled PyTorch's time at (256, 512).
+# 2⁴ cycles, the shortest wait OpenBLAS accepts, lets them sleep at once. This
+# helps PyTorch, not numpy, whose own time did not change measurably.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it.
+
+    By default a block of more than 128 KiB is mapped from the kernel when it is
+    allocated and unmapped when it is freed, so every new array of a step (each
+    ``Z``, ``dZ``, ``dW``: hundreds of KiB to tens of MiB) arrives as fresh pages,
+    each zeroed by a page fault. Measured here at (256, 512): about 3,000 page
+    faults per numpy step, one third of its time, and how many depends on what ran
+    before in the process. Both libraries allocate through this malloc, so the
+    setting holds for both. Returns whether it could be applied (glibc only).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # from glibc's malloc.h
+        # 32 MiB is the largest threshold glibc accepts on a 64-bit machine
+        return bool(
+            libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+            and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+        )
+    except (OSError, AttributeError):
+        return False
+
+
+STEADY_MALLOC = keep_freed_memory()
 
 import numpy as np  # noqa: E402
 
@@ -114,13 +152,14 @@ def torch_step_factory(net, X, y, dtype):
     return step, grads
 
 
-def median_time(fn) -> float:
+def elapsed(fn) -> float:
+    """Wall time of one call, in seconds."""
     t0 = time.perf_counter()
     fn()
     return time.perf_counter() - t0
 
 
-def bench(batch, width, dtype, runs, use_torch):
+def bench(batch, width, dtype, runs, use_torch, alone=False):
     net, X, y = make_problem(batch, width, dtype)
     ours = lambda: net.loss_and_grads(X, y)  # noqa: E731
     gemms = lambda: gemm_step(net, X)  # noqa: E731
@@ -147,9 +186,17 @@ def bench(batch, width, dtype, runs, use_torch):
     for fn in fns.values():  # warm-up: first-touch allocations, thread pools
         fn()
     times = {name: [] for name in fns}
-    for _ in range(runs):
+    if alone:  # a cross-check: each library in a block of its own, not interleaved
+        for name, fn in fns.items():
+            fn()
+            times[name] = [elapsed(fn) for _ in range(runs)]
+    for _ in range(0 if alone else runs):
         for name, fn in fns.items():  # interleaved
-            times[name].append(median_time(fn))
+            # One untimed call first: after the other library ran, its worker
+            # threads may still be spinning on the two cores, which slowed the
+            # next step up to sevenfold in small sizes, whoever came second.
+            fn()
+            times[name].append(elapsed(fn))
     med = {name: float(np.median(t)) for name, t in times.items()}
     gemm_flops = sum(3 * 2 * batch * W.shape[0] * W.shape[1] for W, _ in net.params)
     row.update(
@@ -172,6 +219,11 @@ def main(argv=None) -> int:
     parser.add_argument("--json", help="also write the table to this file")
     parser.add_argument("--quick", action="store_true", help="small sizes, 5 runs")
     parser.add_argument("--no-torch", action="store_true", help="skip PyTorch")
+    parser.add_argument(
+        "--alone",
+        action="store_true",
+        help="time each library in a block of its own instead of interleaving",
+    )
     args = parser.parse_args(argv)
 
     use_torch = not args.no_torch
@@ -193,9 +245,11 @@ def main(argv=None) -> int:
             runs = (
                 5 if args.quick else (args.runs_largest if width == 2048 else args.runs)
             )
-            rows.append(bench(batch, width, dtype, runs, use_torch))
+            rows.append(bench(batch, width, dtype, runs, use_torch, args.alone))
             print_row(rows[-1], use_torch)
     env = {
+        "timing": "alone" if args.alone else "interleaved",
+        "malloc_keeps_freed_memory": STEADY_MALLOC,
         "threads": args.threads,
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -15,13 +15,13 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import threading
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
 
+import book_build
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,24 +41,14 @@ def toc_pages() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def site(tmp_path_factory):
-    """Build the book once: ``jupyter-book build . -W -n --keep-going``. Returns (html dir, log)."""
-    out = tmp_path_factory.mktemp("book")
-    jb = Path(sys.executable).with_name("jupyter-book")
-    command = [
-        str(jb) if jb.exists() else "jupyter-book",
-        "build",
-        str(ROOT),
-        "-W",
-        "-n",
-        "--keep-going",
-    ]
-    command += ["--path-output", str(out)]
-    result = subprocess.run(
-        command, capture_output=True, text=True, cwd=ROOT, timeout=900
-    )
-    log = result.stdout + result.stderr
-    return out / "_build" / "html", log, result.returncode
+def site():
+    """The book built once per run: ``jupyter-book build . -W -n --keep-going``.
+
+    Into a temporary folder, so that the reader's ``_build/`` is left alone; started
+    in the background at collection (tests/book_build.py). Returns (html dir, log,
+    return code).
+    """
+    return book_build.wait()
 
 
 def test_build_has_zero_warnings(site):
@@ -182,20 +172,34 @@ SHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "_build" / "screenshots"
 
 @pytest.fixture(scope="session")
 def report():
-    """Per-page figures from the browser, written to _build/screenshots/report.json."""
+    """Per-page figures from the browser, written to _build/screenshots/report.json.
+
+    Each worker writes its own pages, then merges every worker's file into the
+    report, so the worker that finishes last leaves the whole of it.
+    """
     pages: dict[str, dict] = {}
     yield pages
-    if pages:
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        totals = {
-            "pages": len(pages),
-            "formulas_typeset": sum(p["typeset"] for p in pages.values()),
-            "requests_to_other_hosts": sum(p["foreign"] for p in pages.values()),
-            "images": sum(p["images"] for p in pages.values()),
-        }
-        (SHOTS / "report.json").write_text(
-            json.dumps({"totals": totals, "pages": pages}, indent=2), encoding="utf-8"
-        )
+    if not pages:
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    mine = book_build.run_dir() / f"report-{worker}.json"
+    mine.write_text(json.dumps(pages), encoding="utf-8")
+    merged: dict[str, dict] = {}
+    for part in sorted(book_build.run_dir().glob("report-*.json")):
+        merged.update(json.loads(part.read_text(encoding="utf-8")))
+    merged = {name: merged[name] for name in toc_pages() if name in merged}
+    totals = {
+        "pages": len(merged),
+        "formulas_typeset": sum(p["typeset"] for p in merged.values()),
+        "requests_to_other_hosts": sum(p["foreign"] for p in merged.values()),
+        "images": sum(p["images"] for p in merged.values()),
+    }
+    out = SHOTS / f"report.{worker}.json"
+    out.write_text(
+        json.dumps({"totals": totals, "pages": merged}, indent=2), encoding="utf-8"
+    )
+    os.replace(out, SHOTS / "report.json")
 
 
 def open_page(browser, url):
@@ -221,9 +225,10 @@ def open_page(browser, url):
     return context, page, seen
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("page_name", toc_pages())
-def test_page_in_a_browser(browser, server, page_name, report):
+DARK_MODE_PAGE = "chapters/jacobian-view.html"  # a chapter with several figures
+
+
+def check_page(browser, server, page_name, report):
     context, page, seen = open_page(browser, f"{server}/{page_name}")
     try:
         foreign = [
@@ -285,23 +290,49 @@ def test_page_in_a_browser(browser, server, page_name, report):
         }
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / (page_name.replace("/", "_") + ".png")))
+        # two more checks on pages already open, rather than opening them again
+        if page_name == toc_pages()[0]:
+            check_sidebar(page)
+        if page_name == DARK_MODE_PAGE:
+            check_dark_mode(page)
     finally:
         context.close()
+
+
+# Every page in the table of contents, in three thirds: pytest-xdist's "loadscope"
+# sends a class to one worker, so the thirds share out between the workers.
 
 
 @pytest.mark.browser
-def test_sidebar_lists_the_numbered_chapters(browser, server):
-    context, page, _ = open_page(browser, f"{server}/{toc_pages()[0]}")
-    try:
-        nav = page.locator("nav.bd-links").inner_text()
-        for caption in re.findall(r"caption:\s*(.+)", (ROOT / "_toc.yml").read_text()):
-            assert caption.strip().upper() in nav.upper(), (
-                f"part {caption!r} missing from the sidebar"
-            )
-        assert re.search(r"1\.\s+Notation", nav), nav
-        assert re.search(r"4\.\s+The differential view", nav), nav
-    finally:
-        context.close()
+class TestPagesInABrowser:
+    @pytest.mark.parametrize("page_name", toc_pages()[0::3])
+    def test_page(self, browser, server, page_name, report):
+        check_page(browser, server, page_name, report)
+
+
+@pytest.mark.browser
+class TestMorePagesInABrowser:
+    @pytest.mark.parametrize("page_name", toc_pages()[1::3])
+    def test_page(self, browser, server, page_name, report):
+        check_page(browser, server, page_name, report)
+
+
+@pytest.mark.browser
+class TestTheLastPagesInABrowser:
+    @pytest.mark.parametrize("page_name", toc_pages()[2::3])
+    def test_page(self, browser, server, page_name, report):
+        check_page(browser, server, page_name, report)
+
+
+def check_sidebar(page):
+    """The sidebar names every part and numbers the chapters across them."""
+    nav = page.locator("nav.bd-links").inner_text()
+    for caption in re.findall(r"caption:\s*(.+)", (ROOT / "_toc.yml").read_text()):
+        assert caption.strip().upper() in nav.upper(), (
+            f"part {caption!r} missing from the sidebar"
+        )
+    assert re.search(r"1\.\s+Notation", nav), nav
+    assert re.search(r"4\.\s+The differential view", nav), nav
 
 
 # --- links, search, download, dark mode ----------------------------------------------
@@ -425,19 +456,14 @@ def test_search_finds_jacobian(browser, server):
         context.close()
 
 
-@pytest.mark.browser
-def test_figures_stay_readable_in_dark_mode(browser, server):
+def check_dark_mode(page):
     """In dark mode every figure sits on a white card, so its black axes show."""
-    context, page, _ = open_page(browser, f"{server}/chapters/jacobian-view.html")
-    try:
-        page.evaluate("document.documentElement.dataset.theme = 'dark'")
-        images = page.locator("main img")
-        assert images.count() > 0, "the Jacobian chapter has no figure"
-        for image in images.all():
-            background = image.evaluate("i => getComputedStyle(i).backgroundColor")
-            assert background == "rgb(255, 255, 255)", background
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        images.first.scroll_into_view_if_needed()
-        page.screenshot(path=str(SHOTS / "dark-mode.png"))
-    finally:
-        context.close()
+    page.evaluate("document.documentElement.dataset.theme = 'dark'")
+    images = page.locator("main img")
+    assert images.count() > 0, "the page has no figure"
+    for image in images.all():
+        background = image.evaluate("i => getComputedStyle(i).backgroundColor")
+        assert background == "rgb(255, 255, 255)", background
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    images.first.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "dark-mode.png"))
