@@ -3,7 +3,7 @@
 ``pytest`` runs on two workers (pytest-xdist, see ``pyproject.toml``). The site
 takes the longest single step of the suite to build, so ``jupyter-book build . -W
 -n --keep-going`` is started in the background before the workers start (see
-../conftest.py), into a folder named after the run; the workers go on with other
+conftest.py), into a folder named after the run; the workers go on with other
 tests, and the fixture ``site`` of every worker waits for that one build. Without
 xdist, the process starts it when it collects a test that needs the site.
 """

@@ -1,13 +1,30 @@
-"""Shared test settings: hypothesis profiles and the float64 tolerance of the book."""
+"""Shared test settings: hypothesis profiles, the float64 tolerance of the book, and
+the schedule of the run on pytest-xdist workers (``-n auto --dist loadscope`` in
+pyproject.toml; loadscope keeps the cells of a notebook, which share one kernel, on
+one worker and in order, as nbval requires).
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-import matplotlib
-import numpy as np
-import pytest
-from hypothesis import HealthCheck, settings
+# Two workers already fill two cores: a BLAS that starts threads of its own in each
+# worker (and in each notebook's kernel, which inherits this environment) would
+# only make them wait for one another. Set before anything imports numpy.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
+    # The site's build, started by the controller, is the longest single step and
+    # the browser tests wait for it: the workers (and their notebook kernels) yield
+    # the cores to it while it runs.
+    os.nice(5)
+
+import book_build  # noqa: E402  (tests/ is on sys.path, as for every test module)
+import matplotlib  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 matplotlib.use("Agg")
 
@@ -29,3 +46,35 @@ settings.load_profile("ci" if os.environ.get("CI") else "default")
 @pytest.fixture
 def rng():
     return np.random.default_rng(20261122)
+
+
+def pytest_configure(config):
+    """Under xdist, the controller starts the site's build before any worker starts.
+
+    Only for a run of the whole suite (no paths, no ``-k``, no ``-m``); any other
+    run starts it on collecting a test that needs it, if there is one.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") or not config.getoption(
+        "numprocesses", None
+    ):
+        return
+    whole = config.args_source == pytest.Config.ArgsSource.TESTPATHS or all(
+        Path(arg).resolve() == config.rootpath for arg in config.args
+    )
+    if whole and not config.option.keyword and not config.option.markexpr:
+        book_build.start()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Schedule the run for two (or more) pytest-xdist workers.
+
+    - the site is built in the background as soon as a test that needs it is
+      collected (tests/book_build.py), and those tests go last, so that the build
+      runs while the workers do everything else.
+    """
+    book = [item for item in items if "site" in getattr(item, "fixturenames", ())]
+    if book:
+        book_build.start()
+        rest = [item for item in items if item not in book]
+        items[:] = rest + book
