@@ -42,7 +42,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 # The thread count must be fixed before numpy loads its BLAS.
 _threads = next(
@@ -88,6 +87,7 @@ STEADY_MALLOC = keep_freed_memory()
 import numpy as np  # noqa: E402
 
 import backprop as bp  # noqa: E402
+from backprop.timing import median_time  # noqa: E402
 
 SIZES = [(64, 128), (256, 512), (1024, 2048)]
 N_CLASSES = 10
@@ -152,13 +152,6 @@ def torch_step_factory(net, X, y, dtype):
     return step, grads
 
 
-def elapsed(fn) -> float:
-    """Wall time of one call, in seconds."""
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
 def bench(batch, width, dtype, runs, use_torch, alone=False):
     net, X, y = make_problem(batch, width, dtype)
     ours = lambda: net.loss_and_grads(X, y)  # noqa: E731
@@ -185,19 +178,17 @@ def bench(batch, width, dtype, runs, use_torch, alone=False):
         row["max_rel_diff_vs_torch"] = worst
     for fn in fns.values():  # warm-up: first-touch allocations, thread pools
         fn()
-    times = {name: [] for name in fns}
     if alone:  # a cross-check: each library in a block of its own, not interleaved
-        for name, fn in fns.items():
-            fn()
-            times[name] = [elapsed(fn) for _ in range(runs)]
-    for _ in range(0 if alone else runs):
-        for name, fn in fns.items():  # interleaved
-            # One untimed call first: after the other library ran, its worker
-            # threads may still be spinning on the two cores, which slowed the
-            # next step up to sevenfold in small sizes, whoever came second.
-            fn()
-            times[name].append(elapsed(fn))
-    med = {name: float(np.median(t)) for name, t in times.items()}
+        med = {name: median_time(fn, repeats=runs) for name, fn in fns.items()}
+    else:
+        times = {name: [] for name in fns}
+        for _ in range(runs):
+            for name, fn in fns.items():  # interleaved
+                # One untimed call first (warmup=1): after the other library ran,
+                # its worker threads may still be spinning on the two cores, which
+                # slowed the next step up to sevenfold in small sizes.
+                times[name].append(median_time(fn, repeats=1, warmup=1))
+        med = {name: float(np.median(t)) for name, t in times.items()}
     gemm_flops = sum(3 * 2 * batch * W.shape[0] * W.shape[1] for W, _ in net.params)
     row.update(
         runs=runs,

@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
+def as_real_array(
+    name: str, x, ndim: int | None = None, allow_empty: bool = False
+) -> np.ndarray:
     """Return ``x`` as a floating ndarray, refusing what is not a real number array.
 
     float32 and float64 arrays come back as they are (not copied), so that a
@@ -20,6 +22,7 @@ def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
 
     name: how the argument is called in the message (``"A"``, ``"dZ"``).
     ndim: the rank required, or ``None`` for any rank of at least one.
+    allow_empty: accept an array with no entries (a gradient of an empty lookup).
     """
     try:
         arr = np.asarray(x)
@@ -39,7 +42,7 @@ def as_real_array(name: str, x, ndim: int | None = None) -> np.ndarray:
         raise ValueError(
             f"{name} must be an array with at least one axis; got a scalar"
         )
-    if arr.size == 0:
+    if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} must not be empty; got shape {arr.shape}")
     if arr.dtype in (np.float32, np.float64):
         return arr

@@ -418,12 +418,7 @@ class Tensor:
             node.grad = g if node.grad is None else node.grad + g
             if not node._parents:
                 continue
-            vjp = RULES[node._op][1]
-            grads = vjp(g, *(p.value for p in node._parents), **node._params)
-            for parent, gp in zip(node._parents, grads):
-                if np.shape(gp) != parent.shape:  # broadcast in the forward pass:
-                    gp = unbroadcast(gp, parent.shape)  # sum over the copies
-                gp = np.asarray(gp, dtype=parent.dtype)
+            for parent, gp in zip(node._parents, _pullback(node, g)):
                 if id(parent) in pending:  # used more than once: the uses add
                     pending[id(parent)] = pending[id(parent)] + gp
                 else:
@@ -433,6 +428,23 @@ class Tensor:
         """Clear ``.grad`` on this tensor and on everything it was computed from."""
         for node in _topological_order(self):
             node.grad = None
+
+
+def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray]:
+    """What ``node`` sends back to each of its inputs, ``J_{node,input}ᵀ g``.
+
+    The primitive's VJP, then, for an input that was broadcast in the forward pass,
+    the sum over its copies (eq. ``mb-unbroadcast``): each result has its input's
+    shape and dtype.
+    """
+    vjp = RULES[node._op][1]
+    grads = vjp(g, *(p.value for p in node._parents), **node._params)
+    pulled = []
+    for parent, gp in zip(node._parents, grads):
+        if np.shape(gp) != parent.shape:  # broadcast in the forward pass:
+            gp = unbroadcast(gp, parent.shape)  # sum over the copies
+        pulled.append(np.asarray(gp, dtype=parent.dtype))
+    return pulled
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:

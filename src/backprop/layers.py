@@ -200,7 +200,7 @@ def embedding_vjp(dY, ids, E) -> np.ndarray:
     accumulates repeats; ``dE[ids] += dY`` would not.
     """
     ids, E = _check_embedding(ids, E)
-    dY = as_real_array("dY", dY) if ids.size else np.asarray(dY)  # dY may be empty
+    dY = as_real_array("dY", dY, allow_empty=True)  # empty when ids is
     expected = (*ids.shape, E.shape[1])
     if dY.shape != expected:
         raise ValueError(

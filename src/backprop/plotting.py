@@ -332,7 +332,6 @@ def plot_computational_graph(root, names, ax=None):
     sent back along it, ``J_{j,i}ᵀ ḡ_j`` (eq. ``ad-reverse``). Returns ``ax``.
     """
     from backprop import autodiff as ad
-    from backprop.broadcasting import unbroadcast
 
     order = ad._topological_order(root)
     missing = [node for node in order if node not in names]
@@ -366,12 +365,7 @@ def plot_computational_graph(root, names, ax=None):
     for node in order:
         if not node._parents:
             continue
-        grads = ad.RULES[node._op][1](
-            node.grad, *(p.value for p in node._parents), **node._params
-        )
-        for parent, g in zip(node._parents, grads):
-            if np.shape(g) != parent.shape:
-                g = unbroadcast(g, parent.shape)
+        for parent, g in zip(node._parents, ad._pullback(node, node.grad)):
             start, end = np.array(pos[parent]), np.array(pos[node])
             # an edge that skips a column arcs away from the middle row
             bend = 0.0 if end[0] - start[0] < 2 else (-0.3 if start[1] >= 0 else 0.3)
