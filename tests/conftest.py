@@ -9,12 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-# Two workers already fill two cores: a BLAS that starts threads of its own in each
-# worker (and in each notebook's kernel, which inherits this environment) would
-# only make them wait for one another. Set before anything imports numpy.
+# The BLAS thread cap of every run is in pyproject.toml (pytest-env), so that
+# `pytest chapters/` runs the notebooks exactly as the whole suite does.
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(variable, "1")
     # The site's build, started by the controller, is the longest single step and
     # the browser tests wait for it: the workers (and their notebook kernels) yield
     # the cores to it while it runs.
