@@ -339,3 +339,85 @@ def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
     outputs += [conv2d_transpose(G, W, 2, 1, X.shape[2:]), dilate(G, 2)]
     outputs += [col2im(im2col(X, 3, 3, 2), X.shape, 2), conv2d_matrix(W, (6, 6))]
     assert [a.dtype for a in outputs] == [np.dtype(dtype)] * 8
+
+
+# --- which input rows get no gradient -------------------------------------------------
+# Row y of the padded input gets no gradient iff no window covers it: there is no output
+# row i with s·i ≤ y ≤ s·i + k − 1. Windows start every s rows and are k rows tall, so
+# such rows lie in the gaps between windows (y mod s ≥ k, only when s > k) or below the
+# last window (y ≥ s·(H_out − 1) + k). The same holds for columns.
+
+
+def rows_in_no_window(size: int, k: int, s: int, p: int) -> set[int]:
+    """Rows of the unpadded input that no window covers, from the definition."""
+    n_out = (size + 2 * p - k) // s + 1
+    covered = {s * i + r for i in range(n_out) for r in range(k)}
+    return {y for y in range(size) if y + p not in covered}
+
+
+def rows_in_no_window_closed_form(size: int, k: int, s: int, p: int) -> set[int]:
+    """The same set as the chapter states it: in a gap, or below the last window."""
+    last = s * ((size + 2 * p - k) // s) + k  # one past the last window's bottom row
+    return {y for y in range(size) if (y + p) % s >= k or y + p >= last}
+
+
+def zero_rows_and_columns(dX: np.ndarray) -> tuple[set[int], set[int]]:
+    """Rows and columns of dX that are zero for every example and channel."""
+    rows = {y for y in range(dX.shape[2]) if np.all(dX[:, :, y, :] == 0.0)}
+    cols = {x for x in range(dX.shape[3]) if np.all(dX[:, :, :, x] == 0.0)}
+    return rows, cols
+
+
+AXIS_CASES = [  # (size, k, s, p): every size 1–9, kernel 1–4, stride 1–4, padding 0–2
+    (size, k, s, p)
+    for size in range(1, 10)
+    for k in range(1, 5)
+    for s in range(1, 5)
+    for p in range(3)
+    if k <= size + 2 * p
+]
+
+
+def test_zero_gradient_rows_are_the_rows_no_window_covers(rng):
+    # rows follow each case of AXIS_CASES, columns the case seven places after it
+    n_gaps = n_below = 0
+    for (H, kh, sh, ph), (W_in, kw, sw, pw) in zip(AXIS_CASES, AXIS_CASES[7:]):
+        X, W, b, G = make(rng, (2, 2, H, W_in), (3, 2, kh, kw), (sh, sw), (ph, pw))
+        dX = conv2d_vjp(G, X, W, (sh, sw), (ph, pw))[0]
+        rows, cols = (
+            rows_in_no_window(H, kh, sh, ph),
+            rows_in_no_window(W_in, kw, sw, pw),
+        )
+        assert rows == rows_in_no_window_closed_form(H, kh, sh, ph)
+        if len(rows) == H or len(cols) == W_in:  # no pixel is in any window: all zero
+            rows, cols = set(range(H)), set(range(W_in))
+        assert zero_rows_and_columns(dX) == (rows, cols)
+        n_gaps += any((y + ph) % sh >= kh for y in rows)
+        n_below += any((y + ph) % sh < kh for y in rows)
+    assert n_gaps > 20 and n_below > 20  # both kinds of uncovered row were exercised
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "w_shape", "stride", "padding", "rows", "cols"),
+    [  # uncovered rows and columns of X, worked out by hand
+        # the ResNet shortcut: 1 × 1, stride 2; every other row, nothing left over
+        ((1, 4, 7, 7), (8, 4, 1, 1), 2, 0, {1, 3, 5}, {1, 3, 5}),
+        ((2, 3, 8, 8), (4, 3, 1, 1), 2, 0, {1, 3, 5, 7}, {1, 3, 5, 7}),
+        # 2 rows tall, stride 3: gaps at 2 and 5, and row 8 below the last window
+        ((1, 2, 9, 8), (2, 2, 2, 2), 3, 0, {2, 5, 8}, {2, 5}),
+        # 3 × 3, stride 2 overlaps: only the leftover row below the last window
+        ((1, 2, 8, 8), (2, 2, 3, 3), 2, 0, {7}, {7}),
+        # the same with padding 1: the leftover row is padding, no input row is lost
+        ((1, 2, 8, 8), (2, 2, 3, 3), 2, 1, set(), set()),
+        # 1 × 1, stride 3, padding 1: the windows sit on padded rows 0, 3 and 6
+        ((1, 1, 6, 5), (1, 1, 1, 1), 3, 1, {0, 1, 3, 4}, {0, 1, 3, 4}),
+    ],
+)
+def test_rows_in_no_window_by_hand(rng, x_shape, w_shape, stride, padding, rows, cols):
+    X, W, b, G = make(rng, x_shape, w_shape, (stride,) * 2, (padding,) * 2)
+    dX = conv2d_vjp(G, X, W, stride, padding)[0]
+    assert zero_rows_and_columns(dX) == (rows, cols)
+    assert rows == rows_in_no_window(x_shape[2], w_shape[2], stride, padding)
+    assert max(fd_errors(X, W, b, (stride,) * 2, (padding,) * 2, G)) <= TOL
+    dX_t = conv2d_transpose(G, W, stride, padding, input_size=x_shape[2:])
+    assert bp.relative_error(dX_t, dX) < ROUNDOFF

@@ -241,8 +241,13 @@ def conv2d_vjp(
     - ``dP = einsum('noij,ocpq->nijcpq', dY, W)``, the linear layer's ``dZ W`` for each
       patch, then ``dX = crop(col2im(dP))``: overlapping patches add. This equals
       :func:`conv2d_transpose`, the full convolution of the dilated ``dY`` with the
-      flipped, channel-swapped kernel. Input rows that no window reaches (when
-      ``H + 2 ph − kh`` is not a multiple of ``sh``) get zero gradient.
+      flipped, channel-swapped kernel.
+
+    Row ``y`` of ``Xp`` gets zero gradient iff no window covers it: no output row ``i``
+    has ``sh·i ≤ y ≤ sh·i + kh − 1``. That is a row in a gap between windows
+    (``y mod sh ≥ kh``, possible only when ``sh > kh``: a 1 × 1 kernel with stride 2
+    skips every other row) or below the last window (``y ≥ sh·(H_out − 1) + kh``).
+    The same holds for columns.
     """
     X, W, stride, padding = _check_conv(X, W, stride, padding)
     Ho, Wo = _output_size(X.shape, W.shape, stride, padding)
@@ -274,7 +279,8 @@ def conv2d_transpose(dY, W, stride=1, padding=0, input_size=None) -> np.ndarray:
     3. correlate (``conv2d``, stride 1) with ``W[:, :, ::-1, ::-1].transpose(1, 0, 2,
        3)``, the kernel flipped in both spatial axes with in and out channels swapped;
        this gives the gradient of the part of ``Xp`` the windows covered;
-    4. add zero rows/columns for the part no window reached, then crop the padding.
+    4. add zero rows/columns below and right of the last window, then crop the
+       padding.
     """
     dY = as_real_array("dY", dY, ndim=4)
     W = as_real_array("W", W, ndim=4)
