@@ -104,6 +104,10 @@ def test_ruff_format_is_clean():
 
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+sys.path.insert(0, str(ROOT / "_ext"))
+import equation_index  # noqa: E402  (the label rule, the one the index uses)
+
+sys.path.pop(0)
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
@@ -111,7 +115,9 @@ def test_chapter_anatomy(path):
     """Every chapter has the anatomy of ../shared/GUIDE.md, section 2.
 
     A title; "The setting" first, then the derivation with a cell that checks a
-    labelled equation, the package's code shown from ``src/``, and at the end
+    labelled equation (by the rule of ``_ext/equation_index.py``: a parsed ``assert``
+    in a cell that is neither skipped nor allowed to raise), the package's code
+    shown from ``src/``, and at the end
     "Summary", "Exercises" (each with a gated solution) and "Further reading".
     """
     nb = json.loads(path.read_text(encoding="utf-8"))
@@ -137,9 +143,8 @@ def test_chapter_anatomy(path):
     assert re.search(r"literalinclude\}\s*\.\./src/backprop/", markdown) or any(
         "getsource" in s for s, kind in cells if kind == "code"
     ), f"{path.name} does not show the package's code from src/"
-    checks = [
-        s for s, kind in cells if kind == "code" and "# checks:" in s and "assert" in s
-    ]
+    # the label rule of the traceability index: a real assert, in a cell that runs
+    checks = equation_index.notebook_checks(path)
     assert checks, f"{path.name} has no cell that checks a labelled equation"
     exercises = re.findall(r"```\{exercise\}[^\n]*\n:label: (\S+)", markdown)
     solved = set(re.findall(r"```\{solution(?:-start)?\} (\S+)", markdown))
