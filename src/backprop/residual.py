@@ -8,7 +8,9 @@ upstream gradient plus the branch's VJP (eq. ``rn-res-vjp``):
 
 The identity term carries ``dY`` down unchanged, however small the branch's
 Jacobian is; without it the gradient is multiplied by one branch Jacobian per
-layer and shrinks (or grows) geometrically with depth.
+layer and shrinks (or grows) geometrically with depth. With it the gradient can
+still shrink, but only through a block whose branch points against it:
+``δᵀ J_F δ < 0`` for an example's gradient ``δ`` (eq. ``rn-res-norm``).
 :func:`residual_stack_grad_norms` measures that, for the chapter's figure.
 
 Every function is pure: it checks its arguments, never modifies them, and returns
