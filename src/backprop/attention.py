@@ -24,7 +24,8 @@ every "ᵀ" a swap of the last two axes, every product taken matrix by matrix ov
 the leading axes. The softmax backward is the row-wise rule of the losses chapter,
 not an element-wise one, and its row sums ``rowsum(dP ⊙ P)`` equal
 ``rowsum(dO ⊙ O)`` (eq. ``attn-rowsum``), which needs only the output and its
-gradient, not ``P``. Where a leading axis was broadcast (one set of keys shared by
+gradient, not a pass over ``P``. (A tiled backward pass such as FlashAttention's
+avoids storing ``P`` by recomputing it; the identity saves it that pass.) Where a leading axis was broadcast (one set of keys shared by
 every head), its gradient is summed back over the copies (eq. ``mb-unbroadcast``).
 Each gradient has the dtype of its variable: float32 stays float32.
 """
