@@ -151,3 +151,43 @@ def test_ci_reruns_the_notebooks_at_the_simd_baseline():
     assert "python tests/simd_baseline.py --check" in after
     assert re.search(r"^pytest chapters appendix$", after, flags=re.MULTILINE)
     assert not re.search(r"^[^#]*OPENBLAS_(CORETYPE|L2_SIZE)", run, flags=re.MULTILINE)
+
+
+PROBE = """
+import hashlib
+import numpy as np
+x = np.linspace(-4, 4, 4001)
+for name in ("exp", "tanh", "log1p"):
+    f = getattr(np, name)
+    y = f(x / 5 if name == "log1p" else x)
+    print(name, type(f).__name__, *y[::1000].tolist(), y.dtype, hashlib.md5(y).hexdigest())
+"""
+
+
+def probe(**env: str) -> list[str]:
+    environ = {**os.environ, **env}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, env=environ
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_perturbed_libm_moves_results_by_one_ulp_and_no_more():
+    """The third pass of .ci/run: another CPU's libm, one ulp off, deterministic."""
+    import numpy as np
+
+    on = {
+        "BACKPROP_PERTURB_LIBM": "1",
+        "PYTHONPATH": str(ROOT / "tests" / "perturbed_libm"),
+    }
+    plain, perturbed = probe(), probe(**on)
+    assert perturbed == probe(**on), "the same input must give the same output"
+    assert probe(PYTHONPATH=on["PYTHONPATH"]) == plain, "off unless the variable is set"
+    for before, after in zip(plain, perturbed):
+        name, kind, *values, dtype, total = after.split()
+        assert kind == "_OneUlpOff" and dtype == "float64", after
+        assert total != before.split()[-1], f"{name}: nothing moved"
+        exact = np.array(before.split()[2:-2], dtype=float)
+        moved = np.array(values, dtype=float)
+        assert np.all(np.abs(moved - exact) <= np.spacing(np.abs(exact))), name
