@@ -8,8 +8,9 @@ Strict nbval compares every stored output with a fresh run, after the rules of
 - only the cells listed in ``NOT_COMPARED`` skip the comparison, each for the reason
   given there: a timing, or a value that depends on the machine by nature. No cell
   is skipped, or allowed to fail, by any other means;
-- ``.ci/run`` re-runs every notebook with numpy's SIMD limited to its baseline
-  (``tests/simd_baseline.py``), and the variable it sets really takes effect.
+- ``.ci/run`` re-runs every notebook twice more: with numpy's SIMD limited to its
+  baseline (``tests/simd_baseline.py``), and with exp, tanh and log one ulp off as
+  another CPU's libm could be (``tests/perturbed_libm``); each really takes effect.
 """
 
 from __future__ import annotations
