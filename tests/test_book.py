@@ -17,6 +17,7 @@ import re
 import shutil
 import sys
 import threading
+from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse
@@ -227,6 +228,65 @@ def open_page(browser, url):
 
 DARK_MODE_PAGE = "chapters/jacobian-view.html"  # a chapter with several figures
 
+# The text of a page's prose: ``main`` without code, cell outputs and MathJax's own
+# output. textContent, not innerText, so that collapsed solutions count too.
+PROSE_TEXT = """() => {
+    const main = document.querySelector("main").cloneNode(true);
+    const skip = "pre, code, .cell_output, mjx-container, script, style";
+    main.querySelectorAll(skip).forEach((element) => element.remove());
+    return main.textContent;
+}"""
+# The TeX source of every formula MathJax typeset on the page.
+MATH_SOURCES = """() => window.MathJax && MathJax.startup.document
+    ? Array.from(MathJax.startup.document.math, (item) => item.math) : []"""
+
+_MYST_NAMES = (
+    r"eq|cite(?::[a-z]+)?|ref|numref|doc|term|download|prf:ref|math|exercise|"
+    r"solution(?:-start|-end)?|literalinclude|figure|admonition|note|warning|tip|"
+    r"dropdown|bibliography|glossary|toctree|list-table|code-cell"
+)
+MYST_ROLE = r"\{[\w:+-]+\}`|\{(?:" + _MYST_NAMES + r")\}"  # {eq}`label`, {cite}
+# What is left as text when MyST or MathJax fails to parse something: TeX outside
+# math (a dollar, a command, a delimiter), a role, a directive fence, an option line.
+UNRENDERED = re.compile(
+    r"\$|\\[A-Za-z]+|\\[()[\]{}]"
+    rf"|{MYST_ROLE}"
+    r"|(?:```|~~~|:::)\s*\{"
+    r"|^[ \t]*:(?:label|class|name|caption|nowrap):",
+    flags=re.MULTILINE,
+)
+
+
+def unrendered_markup(text: str, math: Sequence[str] = ()) -> list[str]:
+    """The lines of the prose ``text`` that hold raw TeX or MyST markup, and the
+    formulas of ``math`` into which a misplaced dollar sent a MyST role."""
+    found = [
+        line.strip()[:160] for line in text.splitlines() if UNRENDERED.search(line)
+    ]
+    found += [f"in a formula: {tex!r}" for tex in math if re.search(MYST_ROLE, tex)]
+    return list(dict.fromkeys(found))
+
+
+@pytest.mark.parametrize(
+    ("text", "math", "flagged"),
+    [
+        ("The differential is $d\\mathbf{Y} = d\\mathbf{X}", [], True),  # minibatch
+        ("a $x$ left as text", [], True),
+        ("\\langle\\mathbf{G}, \\mathbf{V}\\rangle", [], True),
+        ("a formula MathJax missed: \\(x^2\\)", [], True),
+        ("see {eq}`mb-broadcast` above", [], True),
+        ("cited as {cite:p} here", [], True),
+        ("```{math}", [], True),
+        (":::{note}", [], True),
+        ("  :label: conv-forward", [], True),
+        ("", [". With {eq}`diff-hadamard`, "], True),
+        ("Plain prose, a set {1, 2} and a docstring's ∇_{h_t} E = g_t.", [], False),
+        ("", ["\\nabla_{\\mathbf{X}}E = \\mathbf{A}^\\top"], False),
+    ],
+)
+def test_unrendered_markup_is_recognised(text, math, flagged):
+    assert bool(unrendered_markup(text, math)) == flagged
+
 
 def check_page(browser, server, page_name, report):
     context, page, seen = open_page(browser, f"{server}/{page_name}")
@@ -250,9 +310,10 @@ def check_page(browser, server, page_name, report):
         assert n_typeset >= n_math, (
             f"{page_name}: {n_math} formulas, {n_typeset} typeset"
         )
-        # No raw TeX left where a reader would see it.
-        body = page.locator("main").inner_text()
-        assert "\\begin{" not in body and "$$" not in body, f"{page_name} shows raw TeX"
+        leftovers = unrendered_markup(
+            page.evaluate(PROSE_TEXT), page.evaluate(MATH_SOURCES)
+        )
+        assert not leftovers, f"{page_name} shows unrendered markup: {leftovers}"
 
         if page_name.startswith("chapters/"):
             assert n_typeset > 0, f"{page_name} has no typeset math"
