@@ -41,14 +41,31 @@ def draw_qkv(rng, B, Tq, Tk, d, dv, dtype=np.float64):
     return tuple(rng.normal(size=shape).astype(dtype) for shape in shapes)
 
 
-def agreement(a, b) -> float:
-    """Relative error, but 0 when ``a`` and ``b`` differ by round-off only.
+def gradient_scales(Q, K, V, G) -> tuple[float, float, float]:
+    """Sizes of the terms that ``dQ``, ``dK`` and ``dV`` are sums of.
 
+    ``dQ = dS K / √d`` with ``dS = P ⊙ (dP − rowsum(dP ⊙ P))`` and ``dP = G Vᵀ``, so
+    ``‖dQ‖`` is at most about ``2 ‖G‖ ‖V‖ ‖K‖ / √d``; ``dK`` likewise with ``Q``; and
+    ``dV = Pᵀ G``, the entries of ``P`` at most 1, is of the size of ``‖G‖``.
+    """
+    g, root_d = np.linalg.norm(G), np.sqrt(np.shape(Q)[-1])
+    v = np.linalg.norm(V)
+    return g * v * np.linalg.norm(K) / root_d, g * v * np.linalg.norm(Q) / root_d, g
+
+
+def agreement(a, b, scale: float) -> float:
+    """Relative error, but 0 when ``a`` and ``b`` differ by round-off at ``scale``.
+
+    scale: the size of the terms ``a`` and ``b`` are sums of (``gradient_scales``).
     With one visible key per query the exact ``dQ`` and ``dK`` are zero: central
     differences return exact zeros, and ``dS = P ⊙ (dP − rowsum(dO ⊙ O))`` returns
-    round-off of about 1e-17, a relative error of 1 between two zeros.
+    round-off of about 1e-17 of the scale, a relative error of 1 between two zeros.
+    The floor is relative: scaling ``Q``, ``K``, ``V`` or ``G`` changes nothing, and a
+    wrong gradient is wrong at every scale.
     """
-    return 0.0 if np.linalg.norm(a - b) <= ROUNDOFF else bp.relative_error(a, b)
+    if np.linalg.norm(np.subtract(a, b)) <= ROUNDOFF * scale:
+        return 0.0
+    return bp.relative_error(a, b)
 
 
 def fd_errors(Q, K, V, G, causal):
@@ -63,7 +80,20 @@ def fd_errors(Q, K, V, G, causal):
         bp.numerical_gradient(lambda K_: E(K_=K_), K),
         bp.numerical_gradient(lambda V_: E(V_=V_), V),
     )
-    return [agreement(g, n) for g, n in zip(grads, numerical)]
+    scales = gradient_scales(Q, K, V, G)
+    return [agreement(g, n, s) for g, n, s in zip(grads, numerical, scales)]
+
+
+@pytest.mark.parametrize("size", [1e-20, 1.0, 1e20])
+def test_agreement_is_relative_at_every_scale(rng, size):
+    """A gradient off by 1e-6 is refused, and round-off around an exact zero (one key
+    per query) accepted, whatever the size of the gradient that flows in."""
+    Q, K, V, G = draw_qkv(rng, 2, 3, 4, 2, 2)
+    grads = attention_vjp(size * G, Q, K, V)
+    for dX, scale in zip(grads, gradient_scales(Q, K, V, size * G)):
+        assert agreement(dX * (1 + 1e-6), dX, scale) == pytest.approx(1e-6, rel=1e-3)
+    Q, K, V, G = draw_qkv(rng, 2, 3, 1, 2, 7)  # Tk = 1: P = 1, dQ = dK = 0 exactly
+    assert max(fd_errors(Q, K, V, size * G, causal=False)) <= TOL
 
 
 # --- forward --------------------------------------------------------------------------
@@ -140,11 +170,12 @@ def test_vjp_against_explicit_jacobians(rng, causal):
         lambda K_: attention(Q, K_, V, causal=causal),
         lambda V_: attention(Q, K, V_, causal=causal),
     )
-    for f, X, dX in zip(maps, (Q, K, V), grads):
+    scales = gradient_scales(Q, K, V, G)
+    for f, X, dX, scale in zip(maps, (Q, K, V), grads, scales):
         J = bp.numerical_jacobian(f, X)  # (B·Tq·dv, size of X), dense
         assert J.shape == (G.size, X.size)
         JTg = bp.unvec(bp.vjp_from_jacobian(J, G), X.shape)
-        assert agreement(dX, JTg) <= TOL
+        assert agreement(dX, JTg, scale) <= TOL
 
 
 @given(seed=seeds, B=leads, Tq=small, Tk=small, d=small, dv=small, causal=st.booleans())

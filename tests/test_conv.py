@@ -16,6 +16,7 @@ import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
+from test_norm import float32_error_ratio
 
 import backprop as bp
 from backprop.conv import (
@@ -339,6 +340,20 @@ def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
     outputs += [conv2d_transpose(G, W, 2, 1, X.shape[2:]), dilate(G, 2)]
     outputs += [col2im(im2col(X, 3, 3, 2), X.shape, 2), conv2d_matrix(W, (6, 6))]
     assert [a.dtype for a in outputs] == [np.dtype(dtype)] * 8
+
+
+@given(case=conv_cases())
+def test_float32_agrees_with_float64(case):
+    """Longest sums: C·kh·kw products and the bias (forward); O·kh·kw products into
+    a pixel of dX, B·Ho·Wo into an entry of dW and db (backward)."""
+    X, W, b, stride, padding, G = case
+    O, C, kh, kw = W.shape
+    m = C * kh * kw + 1
+    forward = lambda X_, W_, b_: conv2d(X_, W_, b_, stride, padding)  # noqa: E731
+    assert float32_error_ratio(forward, (X, W, b), m) <= 2.0
+    m = max(O * kh * kw, G[:, 0].size)
+    backward = lambda G_, X_, W_: conv2d_vjp(G_, X_, W_, stride, padding)  # noqa: E731
+    assert float32_error_ratio(backward, (G, X, W), m) <= 2.0
 
 
 # --- which input rows get no gradient -------------------------------------------------

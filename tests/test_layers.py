@@ -7,6 +7,7 @@ square W, a transposed formula has the right shape, so only the numbers can tell
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import TOL
@@ -163,6 +164,58 @@ def test_activation_jacobian_is_diagonal_and_matches_vjp(name, seed, B, n):
         bp.relative_error(f_vjp(G, Z), bp.unvec(bp.vjp_from_jacobian(J, G), Z.shape))
         <= TOL
     )
+
+
+# Saturation: |z| up to 30, where tanh' = 4e^{-2|z|}/(1 + e^{-2|z|})² falls to 4e-26 and
+# σ' to 1e-13. There a float64 difference of f cancels to nothing (tanh(30 ± h) is 1.0
+# for every usable h), so the finite differences are taken in 60-digit arithmetic
+# (mpmath), with a step relative to |z|: truncation ~h²|f‴/f'| and round-off ~1e-60/h
+# both stay far below 1e-15 of f'. The error measure is absolute, in units of ε|g|: the
+# package forms 1 − tanh² and σ(1 − σ), whose cancellation leaves an absolute error of a
+# few ε whatever the size of f' (f' ≤ 1 for all three). So a derivative of 1e-13 may
+# carry a relative error of 1e-3, and one below 1e-16 rounds to 0, as in every framework
+# that uses these formulas; but any wrong term of size 2ε|g| or more (a clipped σ, an
+# added epsilon, a step in float32) fails. For |z| ≤ 2 the relative test above holds.
+SATURATED_Z = np.array(
+    [-30, -25, -20, -19, -15, -10, -6, -3, 3, 6, 10, 15, 19, 20, 25, 30]
+)
+MP_FUNCTIONS = {
+    "sigmoid": lambda x: 1 / (1 + mpmath.exp(-x)),
+    "tanh": mpmath.tanh,
+    "relu": lambda x: max(x, 0),
+}
+
+
+def high_precision_derivative(name: str, z: float) -> float:
+    """f'(z) by a central difference in 60-digit arithmetic, step 1e-12·max(1, |z|)."""
+    f = MP_FUNCTIONS[name]
+    with mpmath.workdps(60):
+        x = mpmath.mpf(float(z))
+        h = mpmath.mpf("1e-12") * max(1, abs(x))
+        return float((f(x + h) - f(x - h)) / (2 * h))
+
+
+def saturation_error(name: str, Z: np.ndarray, G: np.ndarray) -> float:
+    """max |f_vjp(G, Z) − G f'(Z)| / (ε |G|), f' from high-precision differences."""
+    _, f_vjp = bp.ACTIVATIONS[name]
+    fprime = np.vectorize(lambda z: high_precision_derivative(name, z))(Z)
+    eps = np.finfo(np.float64).eps
+    return float(np.max(np.abs(f_vjp(G, Z) - G * fprime) / (eps * np.abs(G))))
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_activation_vjp_in_saturation(name):
+    G = np.random.default_rng(5).normal(size=SATURATED_Z.size)
+    assert saturation_error(name, SATURATED_Z.astype(float), G) <= 2.0
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+@given(seed=seeds, shape=shapes)
+def test_activation_vjp_in_saturation_random(name, seed, shape):
+    rng = np.random.default_rng(seed)
+    Z = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(2.0, 30.0, size=shape)
+    G = rng.normal(size=shape)
+    assert saturation_error(name, Z, G) <= 2.0
 
 
 def test_activation_values():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import TOL
@@ -132,3 +133,52 @@ def test_large_logits_stay_finite():
 def test_loss_refusals(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+LARGE_LOGITS = np.array(
+    [
+        [1e3, 1e3 - 0.5, 1e3 - 3.0, -1e3],  # about 1e3: three classes share the mass
+        [1e3 - 20.0, 1e3, 1e3 - 1.0, 1e3 - 1.0],
+        [1e4, -1e4, 0.0, 1e4 - 1.0],  # ±1e4: exp(±1e4) overflows or vanishes
+        [-1e4, 1e4, 5e3, -1e4],  # a winner by 5e3: the others are 0 in float64
+        [1e4, 1e4, 1e4, 1e4],  # a tie at 1e4
+    ]
+)
+LARGE_LABELS = np.array([1, 1, 0, 1, 2])
+
+
+def mp_softmax_cross_entropy(Z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+    """The loss and (softmax − onehot)/B in 50-digit arithmetic, rounded once at the end."""
+    B, K = Z.shape
+    loss, dZ = mpmath.mpf(0), np.zeros((B, K))
+    with mpmath.workdps(50):
+        for r in range(B):
+            z = [mpmath.mpf(float(v)) for v in Z[r]]
+            lse = mpmath.log(mpmath.fsum(mpmath.exp(v) for v in z))
+            loss += (lse - z[y[r]]) / B
+            for k in range(K):
+                dZ[r, k] = float((mpmath.exp(z[k] - lse) - (k == y[r])) / B)
+        return float(loss), dZ
+
+
+def test_large_logits_give_the_exact_gradient():
+    """dZ = (softmax(Z) − onehot(y))/B against a 50-digit reference, entry by entry.
+
+    An entry off the label is p/B, with p from exp of a shifted logit: relative error
+    of a few ε times the shift (at most 20 here where p is not 0; an entry whose p
+    is below the smallest double must come out 0, not NaN or a denormal). The label
+    entry is (p − 1)/B, which cancels when p ≈ 1: its error is measured at the scale
+    1/B of the entries. The loss adds logits of size 1e4, so it is measured at ε·max|Z|.
+    """
+    Z, y = LARGE_LOGITS, LARGE_LABELS
+    B, K = Z.shape
+    loss, dZ = losses.softmax_cross_entropy(Z, y)
+    loss_ref, dZ_ref = mp_softmax_cross_entropy(Z, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(dZ))
+    eps = np.finfo(np.float64).eps
+    off = np.ones_like(Z, dtype=bool)
+    off[np.arange(B), y] = False
+    assert np.all(np.abs(dZ - dZ_ref)[off] <= 100 * eps * np.abs(dZ_ref)[off])
+    assert np.all(np.abs(dZ - dZ_ref)[~off] <= 2 * eps / B)
+    assert np.all(np.abs(dZ.sum(axis=1)) <= K * eps / B)
+    assert abs(loss - loss_ref) <= 4 * eps * np.max(np.abs(Z))

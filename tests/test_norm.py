@@ -485,3 +485,63 @@ def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
     vjps = [*layer_norm_vjp(dY, X, gamma), *batch_norm_vjp(dY, X, gamma)]
     steps = batch_norm_vjp_steps(dY, X, gamma)
     assert [a.dtype for a in (*forwards, *vjps, *steps)] == [np.dtype(dtype)] * 11
+
+
+# --- float32 in value ------------------------------------------------------------------
+
+U32 = float(np.finfo(np.float32).eps) / 2  # float32's unit round-off, 2⁻²⁴
+
+
+def float32_error_ratio(f, args, m: int) -> float:
+    """How far ``f`` run in float32 is from ``f`` run in float64, against what rounding allows.
+
+    Both runs get the same numbers: ``args`` are rounded to float32 first. A float32
+    computation whose longest sum has ``m`` terms returns, to first order, the exact
+    result for inputs moved by about m·u relative, itself rounded by about m·u
+    relative (u = 2⁻²⁴). Its error is then about m·u·c at most, with
+    c = |f(x)| + Σ_j |∂f/∂x_j| |x_j| the componentwise condition of ``f`` at ``x``:
+    large where ``f`` cancels (x − μ for a group with a large mean) or where a product
+    of Jacobians grows (an RNN). The partial derivatives come from float64 central
+    differences. Returns ‖error‖ / (m·u·‖c‖) over every output of ``f`` (an array or
+    a tuple of arrays): well under 1 for a float32 result right to float32 precision,
+    thousands for one that loses precision on the way (a float16 step, say).
+    """
+    args64 = [np.asarray(a, dtype=np.float32).astype(np.float64) for a in args]
+    outputs32 = f(*(a.astype(np.float32) for a in args64))
+    outputs32 = outputs32 if isinstance(outputs32, tuple) else (outputs32,)
+    assert all(out.dtype == np.float32 for out in outputs32)
+
+    def flat64(*xs):
+        outputs = f(*xs)
+        outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+        return np.concatenate([out.ravel() for out in outputs])
+
+    exact = flat64(*args64)
+    condition = np.abs(exact)
+    for i, x in enumerate(args64):
+        moved = lambda v, i=i: flat64(*args64[:i], v, *args64[i + 1 :])  # noqa: E731
+        condition += np.abs(bp.numerical_jacobian(moved, x)) @ np.abs(bp.vec(x))
+    error = np.concatenate([out.ravel() for out in outputs32]) - exact
+    return float(np.linalg.norm(error) / (m * U32 * np.linalg.norm(condition)))
+
+
+@given(seed=seeds, shape=ln_shapes(), shift=st.sampled_from([0.0, 3.0]))
+def test_layer_norm_float32_agrees_with_float64(seed, shape, shift):
+    """Longest sums: a row (n) in the forward; a row, or the rows, for the VJP."""
+    rng = np.random.default_rng(seed)
+    X, dY = shift + rng.normal(size=shape), rng.normal(size=shape)
+    gamma, beta = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
+    rows = X.size // shape[-1]
+    assert float32_error_ratio(layer_norm, (X, gamma, beta), shape[-1]) <= 2.0
+    m = max(shape[-1], rows)
+    assert float32_error_ratio(layer_norm_vjp, (dY, X, gamma), m) <= 2.0
+
+
+@given(seed=seeds, B=batches, n=dims, shift=st.sampled_from([0.0, 3.0]))
+def test_batch_norm_float32_agrees_with_float64(seed, B, n, shift):
+    """Longest sums: a column, B entries, forward and backward."""
+    rng = np.random.default_rng(seed)
+    X, dY = shift + rng.normal(size=(B, n)), rng.normal(size=(B, n))
+    gamma, beta = rng.normal(size=n), rng.normal(size=n)
+    assert float32_error_ratio(batch_norm, (X, gamma, beta), B) <= 2.0
+    assert float32_error_ratio(batch_norm_vjp, (dY, X, gamma), B) <= 2.0

@@ -9,11 +9,13 @@ Shapes are drawn by hypothesis, batch 1, ``T = 1`` and square weights included.
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
+from test_norm import float32_error_ratio
 
 import backprop as bp
 from backprop.layers import linear, linear_vjp, tanh, tanh_vjp
@@ -349,3 +351,86 @@ def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
     outputs = [rnn(*args), *rnn_vjp(G, *args)]
     outputs.append(state_jacobians(args[0][:1], args[1][:1], *args[2:]))
     assert [a.dtype for a in outputs] == [np.dtype(dtype)] * 7
+
+
+@given(seed=seeds, B=dims, T=dims, n_in=dims, n_h=dims, gain=st.sampled_from([1, 3]))
+def test_float32_agrees_with_float64(seed, B, T, n_in, n_h, gain):
+    """Longest sums: n_in + n_h products and the bias in a step (forward); those, or
+    the B·T terms of a weight gradient (backward). gain 3 makes ‖W_hh‖ large: the
+    step Jacobians then grow, and so does the bound with them (through the condition)."""
+    rng = np.random.default_rng(seed)
+    X, h0, W_xh, W_hh, b = make(rng, B, T, n_in, n_h)
+    args = (X, h0, W_xh, gain * W_hh, b)
+    G = rng.normal(size=(B, T, n_h))
+    m = n_in + n_h + 1
+    assert float32_error_ratio(rnn, args, m) <= 2.0
+    assert float32_error_ratio(rnn_vjp, (G, *args), max(m, B * T)) <= 2.0
+
+
+# --- long sequences: T = 20, in three regimes -------------------------------------------
+# Over 20 steps the gradient is a product of 20 step Jacobians diag(1 − h_t²) W_hh. With
+# ‖W_hh‖ large and states near 0 the product grows (exploding): E's higher derivatives
+# grow faster still, and a float64 difference needs a step below 1e-8 for dX but above
+# 1e-6 for dW_hh, so no step serves all five. With large pre-activations it shrinks
+# (saturating): 1 − h_t² and the gradient reaching h0 fall towards 1e-10 and below, where
+# a float64 difference is all round-off. So the differences are taken in 40-digit
+# arithmetic (step 1e-12: truncation and round-off both below 1e-20 of E's scale); the
+# reference is then exact to float64's precision, and the VJP is held to 1e-10.
+
+MP_TANH = np.frompyfunc(mpmath.tanh, 1, 1)
+MP_FLOAT = np.frompyfunc(mpmath.mpf, 1, 1)
+
+
+def mp_loss(X, h0, W_xh, W_hh, b, G):
+    """E = ⟨G, rnn(X, h0, W_xh, W_hh, b)⟩ on arrays of mpmath numbers (object dtype)."""
+    h, E = h0, 0
+    for t in range(X.shape[1]):
+        h = MP_TANH(X[:, t] @ W_xh.T + h @ W_hh.T + b)
+        E += np.sum(G[:, t] * h)
+    return E
+
+
+def mp_finite_difference_grads(args, G):
+    """∂E/∂ each argument by central differences in 40-digit arithmetic."""
+    grads = []
+    with mpmath.workdps(40):
+        trial, Gm, h = [MP_FLOAT(x) for x in args], MP_FLOAT(G), mpmath.mpf("1e-12")
+        for x in trial:
+            grad = np.zeros(x.shape)
+            for k in np.ndindex(x.shape):
+                saved = x[k]
+                x[k] = saved + h
+                up = mp_loss(*trial, Gm)
+                x[k] = saved - h
+                grad[k] = float((up - mp_loss(*trial, Gm)) / (2 * h))
+                x[k] = saved
+            grads.append(grad)
+    return grads
+
+
+def long_sequence(regime, seed=0, B=2, T=20, n_in=2, n_h=3):
+    rng = np.random.default_rng(seed)
+    X, h0, W_xh, W_hh, b = make(rng, B, T, n_in, n_h)
+    if regime == "exploding":  # small states, spectral radius 1.5: the linear regime
+        X, h0, b = 1e-4 * X, 1e-4 * h0, 0 * b
+        W_hh = scale_to_spectral_radius(W_hh, 1.5)
+    elif regime == "saturating":  # inputs drive most |z| beyond 2
+        W_xh = 12 * W_xh
+    return (X, h0, W_xh, W_hh, b), rng.normal(size=(B, T, n_h))
+
+
+@pytest.mark.parametrize("regime", ["ordinary", "exploding", "saturating"])
+def test_bptt_over_twenty_steps_matches_finite_differences(regime):
+    args, G = long_sequence(regime)
+    X, h0, W_xh, W_hh, b = args
+    # the regime is what it says: ∂h_T/∂h_0 of the first sequence, and tanh' = 1 − h²
+    growth = np.linalg.norm(state_jacobians(X[:1], h0[:1], W_xh, W_hh, b)[-1], ord=2)
+    slopes = 1 - rnn(*args) ** 2
+    if regime == "exploding":
+        assert growth > 1e3
+    if regime == "saturating":
+        assert growth < 1e-6 and np.median(slopes) < 0.05
+    for name, g, fd in zip(
+        NAMES, rnn_vjp(G, *args), mp_finite_difference_grads(args, G)
+    ):
+        assert bp.relative_error(g, fd) <= 1e-10, name
