@@ -2,6 +2,16 @@
 the schedule of the run on pytest-xdist workers (``-n auto --dist loadscope`` in
 pyproject.toml; loadscope keeps the cells of a notebook, which share one kernel, on
 one worker and in order, as nbval requires).
+
+Hypothesis profiles, chosen by the environment variable ``HYPOTHESIS_PROFILE``:
+
+- ``default`` (no variable): 40 examples a property, derandomized, so that every run
+  draws the same examples and a failure repeats;
+- ``ci`` (the default when ``CI`` is set): the same with 60 examples;
+- ``thorough``: 1,000 random examples a property, different on every run, to look
+  beyond the fixed draws, for example before resolving an issue:
+  ``HYPOTHESIS_PROFILE=thorough pytest tests/test_norm.py``. A failure prints the
+  example and the ``@reproduce_failure`` blob that replays it.
 """
 
 from __future__ import annotations
@@ -37,7 +47,17 @@ settings.register_profile(
     derandomize=True,
 )
 settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=60)
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+settings.register_profile(
+    "thorough",
+    parent=settings.get_profile("default"),
+    max_examples=1000,
+    derandomize=False,
+    print_blob=True,
+)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE")
+    or ("ci" if os.environ.get("CI") else "default")
+)
 
 
 @pytest.fixture
