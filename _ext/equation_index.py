@@ -211,9 +211,7 @@ def cell_checks(source: str, tags: Iterable[str] = ()) -> list[str]:
         return []
     code = _ipython_to_python(source)
     comments = _check_comments(code)
-    tree = _parse(code)
-    if not comments:
-        return []
+    tree = _parse(code) if comments else None
     if tree is None or not _runs_assert(tree.body, _asserting_functions(tree)):
         return []
     return [label for _, labels in comments for label in labels]
@@ -239,14 +237,14 @@ def module_checks(source: str) -> dict[str, list[str]]:
     tree = _parse(source) if "checks:" in source else None
     if tree is None:
         return {}
-    for node in tree.body:
+    for node in tree.body:  # is the whole module skipped or allowed to fail?
         targets = getattr(node, "targets", None) or [getattr(node, "target", None)]
-        named = any(getattr(t, "id", None) == "pytestmark" for t in targets)
-        if named and _mentions_skipping([node.value]):
-            return {}  # the whole module is skipped or allowed to fail
-        calls = isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-        if calls and _mentions_skipping([node.value.func]):
-            return {}  # pytest.skip(..., allow_module_level=True), importorskip
+        if any(getattr(t, "id", None) == "pytestmark" for t in targets):
+            if _mentions_skipping([node.value]):
+                return {}
+        value = getattr(node, "value", None)  # pytest.skip(…), x = importorskip(…)
+        if isinstance(value, ast.Call) and _mentions_skipping([value.func]):
+            return {}
     asserting = _asserting_functions(tree)
     tests: list[tuple[ast.FunctionDef, list[ast.expr]]] = []
     for node in tree.body:

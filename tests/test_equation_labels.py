@@ -235,6 +235,7 @@ def test_the_rule_for_test_modules():
         "pytestmark = pytest.mark.skip",
         "pytestmark = [pytest.mark.xfail(reason='x')]",
         "pytest.importorskip('torch')",
+        "torch = pytest.importorskip('torch')",
         "pytest.skip('no', allow_module_level=True)",
     ],
 )
