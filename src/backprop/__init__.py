@@ -12,6 +12,7 @@ Modules, in the order of the book:
 - :mod:`backprop.datasets`   — small deterministic synthetic data sets;
 - :mod:`backprop.mlp`        — a multilayer perceptron built from the ops above;
 - :mod:`backprop.autodiff`   — a reverse-mode engine whose rule table calls the VJPs above;
+- :mod:`backprop.autodiff_rules` — the engine's rule tables: forward, VJPs and JVPs;
 - :mod:`backprop.timing`     — ``median_time``, for the chapters that measure costs;
 - :mod:`backprop.residual`   — residual blocks and gradient norms through deep stacks;
 - :mod:`backprop.norm`       — layer norm and batch norm (training mode);

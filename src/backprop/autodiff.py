@@ -3,46 +3,57 @@
 Every operation on a :class:`Tensor` records which primitive made it and from
 which tensors. ``loss.backward()`` then walks that graph once, from the loss back
 to the inputs in reverse topological order, and at every node applies the
-primitive's VJP to the gradient that has arrived there (eq. ``ad-reverse``).
-Three facts do all the work:
+primitive's VJPs to the gradient that has arrived there (eq. ``ad-reverse``).
+The rules are one table, :data:`RULES`, in :mod:`backprop.autodiff_rules`; here
+are the graph and the order of the calls. Broadcasting is handled once: a
+gradient whose shape is not its input's is summed over the broadcast axes by
+``unbroadcast`` (eq. ``mb-unbroadcast``). Reuse adds: a tensor used twice receives
+the sum of the gradients of its uses (eq. ``mb-fanout``).
 
-- **one rule table**: :data:`RULES` maps each primitive to its forward function
-  and its VJP. Where a chapter derived the VJP, the table calls that chapter's
-  ``*_vjp`` function, so each derivation is written once;
-- **broadcasting is handled once**: a gradient whose shape is not its input's is
-  summed over the broadcast axes by ``unbroadcast`` (eq. ``mb-unbroadcast``), in
-  :meth:`Tensor.backward`, not in each rule;
-- **reuse adds**: a tensor used twice receives the sum of the gradients of its
-  uses (the fan-out rule, eq. ``mb-fanout``).
+What a tensor holds, and what backward keeps, as in PyTorch:
 
-Forward mode runs on the same graph: give an input a ``tangent`` and every
-operation pushes it forward with the JVP in :data:`JVP_RULES` (eq. ``ad-jvp``);
-see :func:`jvp`.
+- ``Tensor(value)`` copies ``value`` and requires a gradient;
+  ``Tensor(value, requires_grad=False)``, a numpy array or a Python number mixed
+  into an operation are constants. An output requires a gradient iff an input does,
+  and backward forms no gradient for an input that needs none. A Python number
+  takes the dtype of the arrays it meets (it is "weak", as in numpy's NEP 50), so
+  float32 stays float32.
+- After ``backward()`` the leaves (the tensors no operation made) hold ``.grad``, a
+  fresh array of their own; other tensors only if ``retain_grad()`` was called.
+  The graph is released; a second ``backward()`` through it needs
+  ``backward(retain_graph=True)`` the first time.
+- A tensor's array is read-only. The one way to change it is to assign
+  ``t.value = new``, which bumps ``t``'s version; every node records the versions
+  of the tensors it saved, and backward refuses, naming the op, if one has changed
+  since: the gradient would belong to values the forward pass never saw.
+
+Forward mode pushes a ``tangent`` along with every value, with :data:`JVP_RULES`
+(eq. ``ad-jvp``); :func:`jvp` runs it under :func:`no_grad`, so it records nothing.
 
 Usage::
 
     from backprop import autodiff as ad
-    X, W, b = ad.Tensor(X), ad.Tensor(W), ad.Tensor(b)
-    loss = ad.softmax_cross_entropy(ad.tanh(X @ W.T + b), labels)
-    loss.backward()            # X.grad, W.grad, b.grad are numpy arrays
+    W, b = ad.Tensor(W), ad.Tensor(b)
+    loss = ad.softmax_cross_entropy(ad.tanh(X @ W.T + b), labels)  # X: data
+    loss.backward()            # W.grad, b.grad are numpy arrays
+    W.value = W.value - 0.1 * W.grad  # a step of gradient descent
 """
 
 from __future__ import annotations
 
-import string
-from collections import Counter
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from backprop import attention as attn
-from backprop import conv, layers, losses, norm, recurrent
-from backprop.broadcasting import reshape_vjp, transpose_vjp, unbroadcast
+from backprop.autodiff_rules import JVP_RULES, RULES, _einsum_parts
+from backprop.broadcasting import unbroadcast
 
 __all__ = [
     "Tensor",
     "RULES",
     "JVP_RULES",
+    "no_grad",
     "add",
     "sub",
     "mul",
@@ -74,260 +85,84 @@ __all__ = [
 ]
 
 
-# --- VJPs that take more than a line ---------------------------------------------
+# --- the tensor -------------------------------------------------------------------
 
 
-def _sum_vjp(g, x, axis=None, keepdims=False):
-    """A sum sends the same ``g`` back to every entry it added."""
-    if axis is not None and not keepdims:
-        g = np.expand_dims(g, axis)
-    return (np.broadcast_to(g, x.shape),)
-
-
-def _mean_vjp(g, x, axis=None, keepdims=False):
-    n = x.size if axis is None else np.prod([x.shape[a] for a in np.atleast_1d(axis)])
-    return (_sum_vjp(g, x, axis, keepdims)[0] / n,)
-
-
-def _matmul_vjp(g, A, B):
-    """``C = A B``: ``dA = dC Bᵀ`` and ``dB = Aᵀ dC`` — the linear layer's rule."""
-    if A.ndim == 2 and B.ndim == 2:
-        dA, dBt, _ = layers.linear_vjp(g, A, B.T)  # C = A (Bᵀ)ᵀ: a layer, W = Bᵀ
-        return dA, dBt.T
-    if A.ndim == 1 and B.ndim == 1:  # the inner product aᵀb
-        return g * B, g * A
-    # A vector is a one-row (A) or one-column (B) matrix; stacked matrices
-    # broadcast, and backward() sums their gradients back over the batch axes.
-    A2 = A[None, :] if A.ndim == 1 else A
-    B2 = B[:, None] if B.ndim == 1 else B
-    g2 = np.expand_dims(g, -2) if A.ndim == 1 else g
-    g2 = np.expand_dims(g2, -1) if B.ndim == 1 else g2
-    dA = g2 @ np.swapaxes(B2, -1, -2)
-    dB = np.swapaxes(A2, -1, -2) @ g2
-    return (dA[..., 0, :] if A.ndim == 1 else dA), (dB[..., 0] if B.ndim == 1 else dB)
-
-
-def _getitem_vjp(g, x, index):
-    """Indexing picks entries; its adjoint puts ``g`` back, adding repeated picks."""
-    dx = np.zeros(x.shape, dtype=np.result_type(g, x))
-    np.add.at(dx, index, g)
-    return (dx,)
-
-
-def _elementwise(f_vjp):
-    """A chapter's element-wise VJP, extended to 0-d arrays (scalar Tensors)."""
-    return lambda g, x: (f_vjp(np.atleast_1d(g), np.atleast_1d(x)).reshape(x.shape),)
-
-
-def _sigmoid(x):
-    """``layers.sigmoid``, which never overflows, extended to 0-d arrays."""
-    return layers.sigmoid(np.atleast_1d(x)).reshape(x.shape)
-
-
-def _rows(f):
-    """Apply a row-wise (B, K) function of the losses chapter along the last axis."""
-
-    def along_last_axis(*arrays):
-        K = arrays[-1].shape[-1]
-        return f(*(a.reshape(-1, K) for a in arrays)).reshape(arrays[-1].shape)
-
-    return along_last_axis
-
-
-def _mse_vjp(g, P, Y):
-    dP = losses.mse_vjp(g, np.atleast_1d(P), np.atleast_1d(Y)).reshape(P.shape)
-    return dP, -dP
-
-
-# --- einsum: one rule for every index expression ----------------------------------
-
-
-def _einsum_parts(spec: str, shapes) -> tuple[list[str], str]:
-    """Explicit subscripts: ``...`` spelled out with unused letters, and the output."""
-    spec = spec.replace(" ", "")
-    inputs, arrow, output = spec.partition("->")
-    subs = inputs.split(",")
-    if len(subs) != len(shapes):
+def _frozen(value, dtype=None) -> np.ndarray:
+    """A read-only copy of ``value``, in ``dtype`` or its own floating dtype."""
+    arr = np.array(value, dtype=dtype)
+    if arr.dtype.kind not in "biuf":
         raise ValueError(
-            f"einsum {spec!r} names {len(subs)} operands but got {len(shapes)}"
+            f"a Tensor holds real numbers; got an array of dtype {arr.dtype}"
         )
-    free = [c for c in string.ascii_letters if c not in spec]
-    ranks = [len(shape) - len(s.replace("...", "")) for s, shape in zip(subs, shapes)]
-    ell = "".join(free[: max([r for s, r in zip(subs, ranks) if "..." in s] or [0])])
-    subs = [
-        s.replace("...", ell[len(ell) - r :] if r else "") for s, r in zip(subs, ranks)
-    ]
-    if not arrow:  # implicit mode: the broadcast axes, then the letters seen once
-        counts = Counter("".join(subs))
-        output = ell + "".join(
-            sorted(c for c, k in counts.items() if k == 1 and c not in ell)
-        )
-        return subs, output
-    return subs, output.replace("...", ell)
-
-
-def _einsum_vjp(g, spec, xs):
-    """The gradient of operand ``i``: contract ``g`` with every other operand.
-
-    In index form ``C[out] = Σ Π_j X_j[s_j]``, so ``∂E/∂X_i[s_i]`` is the same sum
-    with ``X_i`` replaced by ``G[out]`` — another einsum, into ``s_i``. Letters that
-    only ``s_i`` has were summed away in the forward pass: their gradient is ``g``
-    copied along them. A repeated letter (``ii``) lies on a diagonal.
-    """
-    subs, out = _einsum_parts(spec, [x.shape for x in xs])
-    sizes = {c: n for s, x in zip(subs, xs) for c, n in zip(s, x.shape) if n != 1}
-    full = [np.broadcast_to(x, [sizes.get(c, 1) for c in s]) for s, x in zip(subs, xs)]
-    grads = []
-    for i, s in enumerate(subs):
-        others = [(subs[j], full[j]) for j in range(len(xs)) if j != i]
-        letters = "".join(dict.fromkeys(s))
-        seen = set(out).union(*(o for o, _ in others))
-        only_here = "".join(c for c in letters if c not in seen)
-        terms, operands = [out, *(o for o, _ in others)], [g, *(x for _, x in others)]
-        if only_here:  # copy g along the letters it was summed over
-            terms.append(only_here)
-            operands.append(np.ones([sizes.get(c, 1) for c in only_here]))
-        gi = np.einsum(",".join(terms) + "->" + letters, *operands)
-        if len(letters) < len(s):  # a diagonal: write gi onto it, zeros elsewhere
-            d = np.zeros(full[i].shape, dtype=gi.dtype)
-            np.einsum(f"{s}->{letters}", d)[...] = gi
-            gi = d
-        grads.append(gi)
-    return tuple(grads)
-
-
-def _einsum_jvp(tangents, spec, xs):
-    """An einsum is linear in each operand: add the einsums with one tangent each."""
-    out = 0.0
-    for i, t in enumerate(tangents):
-        out = out + np.einsum(spec, *xs[:i], t, *xs[i + 1 :])
-    return out
-
-
-def _sce(logits, labels):
-    return np.array(losses.softmax_cross_entropy(logits, labels)[0])
-
-
-def _sce_vjp(g, logits, labels):
-    return (g * losses.softmax_cross_entropy(logits, labels)[1],)
-
-
-# --- the rule table: one primitive per line ---------------------------------------
-#
-#   name: (forward(*values, **params), vjp(g, *values, **params) -> one gradient per
-#          input, with the input's shape or a shape that broadcasts to it)
-
-RULES: dict[str, tuple[Callable, Callable]] = {
-    "add":       (np.add,        lambda g, x, y: (g, g)),
-    "sub":       (np.subtract,   lambda g, x, y: (g, -g)),
-    "mul":       (np.multiply,   lambda g, x, y: (g * y, g * x)),
-    "div":       (np.divide,     lambda g, x, y: (g / y, -g * x / y**2)),
-    "pow":       (np.power,      lambda g, x, y: (g * y * x ** (y - 1), g * x**y * np.log(x))),
-    "pow_const": (lambda x, c: x**c, lambda g, x, c: (g * c * x ** (c - 1),)),
-    "matmul":    (np.matmul,     _matmul_vjp),
-    "exp":       (np.exp,        lambda g, x: (g * np.exp(x),)),
-    "log":       (np.log,        lambda g, x: (g / x,)),
-    "tanh":      (np.tanh,       _elementwise(layers.tanh_vjp)),
-    "sigmoid":   (_sigmoid,      _elementwise(layers.sigmoid_vjp)),
-    "relu":      (lambda x: np.maximum(x, 0), _elementwise(layers.relu_vjp)),
-    "sum":       (np.sum,        _sum_vjp),
-    "mean":      (np.mean,       _mean_vjp),
-    "reshape":   (np.reshape,    lambda g, x, shape: (reshape_vjp(np.atleast_1d(g), x.shape),)),
-    "transpose": (np.transpose,  lambda g, x, axes=None: (transpose_vjp(g, axes),)),
-    "getitem":   (lambda x, index: x[index], _getitem_vjp),
-    "einsum":    (lambda *xs, spec: np.einsum(spec, *xs), lambda g, *xs, spec: _einsum_vjp(g, spec, xs)),
-    "softmax":   (_rows(losses.softmax), lambda g, x: (_rows(losses.softmax_vjp)(g, x),)),
-    "softmax_cross_entropy": (_sce, _sce_vjp),
-    "mse":       (lambda p, y: np.mean((p - y) ** 2), _mse_vjp),
-    "linear":    (layers.linear, lambda g, A, W, b: layers.linear_vjp(g, A, W)),
-    # the layers beyond the MLP: each chapter's op and its VJP, as they are
-    "layer_norm": (norm.layer_norm, lambda g, X, gamma, beta, eps: norm.layer_norm_vjp(g, X, gamma, eps)),
-    "batch_norm": (norm.batch_norm, lambda g, X, gamma, beta, eps: norm.batch_norm_vjp(g, X, gamma, eps)),
-    "conv2d":    (conv.conv2d,   lambda g, X, W, b, **p: conv.conv2d_vjp(g, X, W, **p)),
-    "rnn":       (recurrent.rnn, recurrent.rnn_vjp),
-    "attention": (attn.attention, attn.attention_vjp),
-    "embedding": (lambda E, ids: layers.embedding(ids, E), lambda g, E, ids: (layers.embedding_vjp(g, ids, E),)),
-}  # fmt: skip
-
-# Forward mode: the tangent of the output from the tangents ``t`` of the inputs.
-JVP_RULES: dict[str, Callable] = {
-    "add":       lambda t, x, y: t[0] + t[1],
-    "sub":       lambda t, x, y: t[0] - t[1],
-    "mul":       lambda t, x, y: t[0] * y + x * t[1],
-    "div":       lambda t, x, y: t[0] / y - x * t[1] / y**2,
-    "pow":       lambda t, x, y: t[0] * y * x ** (y - 1) + t[1] * x**y * np.log(x),
-    "pow_const": lambda t, x, c: t[0] * c * x ** (c - 1),
-    "matmul":    lambda t, x, y: t[0] @ y + x @ t[1],
-    "exp":       lambda t, x: t[0] * np.exp(x),
-    "log":       lambda t, x: t[0] / x,
-    "tanh":      lambda t, x: t[0] * (1 - np.tanh(x) ** 2),
-    "sigmoid":   lambda t, x: t[0] * _sigmoid(x) * (1 - _sigmoid(x)),
-    "relu":      lambda t, x: t[0] * (x > 0),
-    "sum":       lambda t, x, **p: np.sum(t[0], **p),
-    "mean":      lambda t, x, **p: np.mean(t[0], **p),
-    "reshape":   lambda t, x, shape: np.reshape(t[0], shape),
-    "transpose": lambda t, x, axes=None: np.transpose(t[0], axes),
-    "getitem":   lambda t, x, index: t[0][index],
-    "einsum":    lambda t, *xs, spec: _einsum_jvp(t, spec, xs),
-    "softmax":   lambda t, x: _rows(losses.softmax_vjp)(t[0], x),  # its Jacobian is symmetric
-    "softmax_cross_entropy": lambda t, z, labels: np.sum(_sce_vjp(1.0, z, labels)[0] * t[0]),
-    "mse":       lambda t, p, y: np.mean(2 * (p - y) * (t[0] - t[1])),
-    "linear":    lambda t, A, W, b: t[0] @ W.T + A @ t[1].T + t[2],
-    "conv2d":    lambda t, X, W, b, **p: conv.conv2d(t[0], W, t[2], **p) + conv.conv2d(X, t[1], None, **p),
-    "embedding": lambda t, E, ids: layers.embedding(ids, t[0]),
-}  # fmt: skip
-# layer_norm, batch_norm, rnn and attention have no JVP rule here: forward mode
-# through them raises NotImplementedError (exercise: derive one).
-
-
-# --- the tensor and its graph -----------------------------------------------------
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float64)
+    arr.flags.writeable = False
+    return arr
 
 
 class Tensor:
     """A numpy array that remembers how it was computed.
 
-    ``value``: the array (any rank; integers become float64, float32 stays float32).
-    ``grad``: after ``backward()``, ∂E/∂(this tensor), an array of the same shape;
-    ``None`` for tensors the loss does not depend on. Gradients accumulate over
-    calls to ``backward()``, as in PyTorch; ``zero_grad()`` clears them.
+    ``value``: a read-only copy of the array (any rank; integers become float64,
+    float32 stays float32). Assigning ``t.value = new`` replaces it, with the same
+    shape and dtype, and bumps the tensor's version.
+    ``requires_grad``: whether ``backward()`` computes ∂E/∂(this tensor).
+    ``grad``: after ``backward()``, on a leaf that requires it (or after
+    ``retain_grad()``), ∂E/∂(this tensor), an array of the same shape and dtype;
+    ``None`` otherwise. Gradients accumulate over calls to ``backward()``, as in
+    PyTorch; ``zero_grad()`` clears them.
     ``tangent``: for forward mode, the direction in which this input moves.
     """
 
     __array_ufunc__ = None  # numpy defers to us: ndarray @ Tensor is a Tensor
 
-    def __init__(self, value, tangent=None):
+    def __init__(self, value, *, requires_grad: bool = True, tangent=None):
         if isinstance(value, Tensor):
             value = value.value
-        arr = np.asarray(value)
-        if arr.dtype.kind not in "biuf":
-            raise ValueError(
-                f"a Tensor holds real numbers; got an array of dtype {arr.dtype}"
-            )
-        if arr.dtype.kind != "f":
-            arr = arr.astype(np.float64)
-        self.value = arr
+        self._value = _frozen(value)
+        self._version = 0
+        self.requires_grad = bool(requires_grad)
         self.grad: np.ndarray | None = None
-        self.tangent = None if tangent is None else _tangent_like(tangent, arr)
+        self.tangent = None if tangent is None else _tangent_like(tangent, self._value)
+        self._op = ""  # the primitive that made this tensor; "" for a leaf
         self._parents: tuple[Tensor, ...] = ()
-        self._op = ""
         self._params: dict = {}
+        self._versions: tuple[int, ...] = ()  # of (self, *parents) when recorded
+        self._retains_grad = False
 
     # -- what it is ------------------------------------------------------------------
 
-    shape = property(lambda self: self.value.shape)
-    ndim = property(lambda self: self.value.ndim)
-    size = property(lambda self: self.value.size)
-    dtype = property(lambda self: self.value.dtype)
+    shape = property(lambda self: self._value.shape)
+    ndim = property(lambda self: self._value.ndim)
+    size = property(lambda self: self._value.size)
+    dtype = property(lambda self: self._value.dtype)
+    is_leaf = property(lambda self: not self._op, doc="Made by no operation.")
+
+    @property
+    def value(self) -> np.ndarray:
+        return self._value
+
+    @value.setter
+    def value(self, new) -> None:
+        arr = _frozen(new, self.dtype)
+        if arr.shape != self.shape:
+            raise ValueError(
+                f"a new value must keep the tensor's shape {self.shape}; "
+                f"got {arr.shape}"
+            )
+        self._value = arr
+        self._version += 1
 
     def __repr__(self) -> str:
         made_by = f", op={self._op!r}" if self._op else ""
-        return f"Tensor({np.array2string(self.value, precision=4)}{made_by})"
+        return f"Tensor({np.array2string(self._value, precision=4)}{made_by})"
 
     def __len__(self) -> int:
-        return len(self.value)
+        return len(self._value)
 
     def item(self) -> float:
-        return self.value.item()
+        return self._value.item()
 
     # -- the operators -----------------------------------------------------------------
 
@@ -368,7 +203,7 @@ class Tensor:
         return matmul(other, self)
 
     def __neg__(self):
-        return mul(self, -1.0)
+        return mul(self, -1)
 
     def __getitem__(self, index):
         return _apply("getitem", self, index=_plain_index(index))
@@ -391,12 +226,19 @@ class Tensor:
 
     # -- reverse mode ----------------------------------------------------------------
 
-    def backward(self, grad=None) -> None:
-        """Fill ``.grad`` on every tensor this one was computed from (eq. ``ad-reverse``).
+    def backward(self, grad=None, retain_graph: bool = False) -> None:
+        """Fill ``.grad`` on the leaves this tensor was computed from (eq. ``ad-reverse``).
 
         grad: the seed ∂E/∂(this tensor), with this tensor's shape. It may be left
         out only when this tensor holds a single number (the loss); it is then 1.
+        retain_graph: keep the graph, to go through it again; by default it is
+        released as the pass goes.
         """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward() on a tensor that requires no gradient: nothing it was "
+                "computed from has requires_grad=True"
+            )
         if grad is None:
             if self.size != 1:
                 raise ValueError(
@@ -405,46 +247,192 @@ class Tensor:
                     f"backward(grad) with grad of shape {self.shape}, or reduce it "
                     f"first, e.g. y.sum().backward()"
                 )
-            grad = np.ones_like(self.value)
+            grad = np.ones_like(self._value)
         grad = np.asarray(grad, dtype=self.dtype)
         if grad.shape != self.shape:
             raise ValueError(
                 f"the seed gradient must have the tensor's shape {self.shape}; "
                 f"got {grad.shape}"
             )
-        pending = {id(self): grad}  # cotangents that have arrived, not yet passed on
-        for node in reversed(_topological_order(self)):
+        pending = {id(self): grad}  # gradients that have arrived, not yet passed on
+        order = [node for node in _topological_order(self) if node.requires_grad]
+        for node in reversed(order):
             g = pending.pop(id(node))
-            node.grad = g if node.grad is None else node.grad + g
-            if not node._parents:
+            if node.is_leaf or node._retains_grad:  # a fresh array of its own
+                node.grad = np.array(g) if node.grad is None else node.grad + g
+            if node.is_leaf:
                 continue
             for parent, gp in zip(node._parents, _pullback(node, g)):
+                if gp is None:  # a constant: no gradient
+                    continue
                 if id(parent) in pending:  # used more than once: the uses add
                     pending[id(parent)] = pending[id(parent)] + gp
                 else:
                     pending[id(parent)] = gp
+            if not retain_graph:  # release the inputs, and the values the VJPs read
+                node._parents = ()
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` on this tensor too, though an operation made it."""
+        self._retains_grad = True
 
     def zero_grad(self) -> None:
-        """Clear ``.grad`` on this tensor and on everything it was computed from."""
-        for node in _topological_order(self):
+        """Clear ``.grad`` on this tensor and on everything it was computed from.
+
+        On a leaf, only its own. Refused once backward() has released the graph,
+        which no longer knows the leaves: clear theirs, ``leaf.zero_grad()``.
+        """
+        order = _topological_order(self)
+        if any(node._op and not node._parents for node in order):
+            raise RuntimeError(
+                "zero_grad() on a graph that backward() has released: call "
+                "zero_grad() on the leaves (or set leaf.grad = None)"
+            )
+        for node in order:
             node.grad = None
 
 
-def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray]:
+# --- recording --------------------------------------------------------------------
+
+_recording = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Run operations without recording them, as ``torch.no_grad``.
+
+    Inside, every output is a constant with no parents: values (and tangents) are
+    computed, no graph is kept.
+    """
+    global _recording
+    before, _recording = _recording, False
+    try:
+        yield
+    finally:
+        _recording = before
+
+
+def _apply(op: str, *inputs, **params) -> Tensor:
+    """Run primitive ``op`` forward and, if an input requires a gradient, record it."""
+    tensors = _as_tensors(inputs)
+    values = [t.value for t in tensors]
+    out = Tensor(RULES[op][0](*values, **params), requires_grad=False)
+    if _recording and any(t.requires_grad for t in tensors):  # record the node
+        out.requires_grad, out._op, out._params = True, op, params
+        out._parents = tensors
+        out._versions = tuple(t._version for t in (out, *tensors))
+    if any(t.tangent is not None for t in tensors):  # forward mode, eq. ad-jvp
+        out.tangent = _push_tangent(op, out, tensors, params)
+    return out
+
+
+def _as_tensors(inputs) -> tuple[Tensor, ...]:
+    """The inputs of an operation as Tensors; numpy arrays and numbers are constants.
+
+    A Python number takes the dtype of the arrays it meets, as in numpy (NEP 50).
+    """
+    xs = [
+        x if isinstance(x, Tensor) or _is_number(x) else Tensor(x, requires_grad=False)
+        for x in inputs
+    ]
+    dtypes = [x.dtype for x in xs if isinstance(x, Tensor)]
+    weak = np.result_type(*dtypes) if dtypes else np.float64  # the dtype a number gets
+    return tuple(
+        x if isinstance(x, Tensor) else Tensor(np.array(x, weak), requires_grad=False)
+        for x in xs
+    )
+
+
+def _is_number(x) -> bool:
+    """A Python int or float (numpy's scalars, even ``np.float64``, are arrays)."""
+    return isinstance(x, int | float) and not isinstance(x, np.generic)
+
+
+def _push_tangent(op: str, out: Tensor, tensors, params) -> np.ndarray:
+    """``J v`` of one primitive: the sum over its inputs of ``J_i v_i`` (eq. ``ad-jvp``)."""
+    if op not in JVP_RULES:
+        raise NotImplementedError(f"forward mode has no JVP rule for {op!r}")
+    jvp, values = JVP_RULES[op], [t.value for t in tensors]
+    if callable(jvp):  # a fused op: every tangent at once, zeros where there is none
+        ts = [
+            np.zeros_like(t.value) if t.tangent is None else t.tangent for t in tensors
+        ]
+        tangent = jvp(ts, out.value, *values, **params)
+    else:  # one JVP per input that has a tangent
+        tangent = np.zeros((), out.dtype)
+        for jvp_i, t in zip(jvp, tensors):
+            if t.tangent is not None:
+                tangent = tangent + jvp_i(t.tangent, out.value, *values, **params)
+    return np.broadcast_to(tangent, out.shape).astype(out.dtype)
+
+
+def _tangent_like(tangent, value: np.ndarray) -> np.ndarray:
+    t = np.array(tangent, dtype=value.dtype)
+    if t.shape != value.shape:
+        raise ValueError(
+            f"a tangent must have its tensor's shape {value.shape}; got {t.shape}"
+        )
+    return t
+
+
+def _plain_index(index):
+    """An index with any Tensor in it replaced by its integer values (a copy)."""
+    if isinstance(index, tuple):
+        return tuple(_plain_index(i) for i in index)
+    if isinstance(index, Tensor):
+        return index.value.astype(np.intp)
+    if isinstance(index, np.ndarray):
+        return index.copy()
+    return index
+
+
+# --- the backward pass --------------------------------------------------------------
+
+
+def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray | None]:
     """What ``node`` sends back to each of its inputs, ``J_{node,input}ᵀ g``.
 
-    The primitive's VJP, then, for an input that was broadcast in the forward pass,
-    the sum over its copies (eq. ``mb-unbroadcast``): each result has its input's
-    shape and dtype.
+    The primitive's VJP for every input that requires a gradient (``None`` for the
+    others), then, for an input that was broadcast in the forward pass, the sum
+    over its copies (eq. ``mb-unbroadcast``): each result has its input's shape and
+    dtype.
     """
-    vjp = RULES[node._op][1]
-    grads = vjp(g, *(p.value for p in node._parents), **node._params)
+    _check_saved(node)
+    vjp, values = RULES[node._op][1], [p.value for p in node._parents]
+    needs = [p.requires_grad for p in node._parents]
+    if callable(vjp):  # a fused op: every gradient at once; keep those needed
+        every = vjp(g, node.value, *values, needs=needs, **node._params)
+        grads = [gi if need else None for gi, need in zip(every, needs)]
+    else:  # one VJP per input: call only those needed
+        grads = [
+            vjp_i(g, node.value, *values, **node._params) if need else None
+            for vjp_i, need in zip(vjp, needs)
+        ]
     pulled = []
     for parent, gp in zip(node._parents, grads):
-        if np.shape(gp) != parent.shape:  # broadcast in the forward pass:
+        if gp is not None and np.shape(gp) != parent.shape:  # broadcast forward:
             gp = unbroadcast(gp, parent.shape)  # sum over the copies
-        pulled.append(np.asarray(gp, dtype=parent.dtype))
+        pulled.append(None if gp is None else np.asarray(gp, parent.dtype))
     return pulled
+
+
+def _check_saved(node: Tensor) -> None:
+    """Refuse a node whose graph was released or whose saved values have changed."""
+    if not node._parents:
+        raise RuntimeError(
+            f"backward through {node._op!r} a second time: the first backward() "
+            f"released the graph. Call backward(retain_graph=True) the first time "
+            f"to go through it again, or compute the forward pass again"
+        )
+    for i, (t, version) in enumerate(zip((node, *node._parents), node._versions)):
+        if t._version != version:
+            which = "its output" if i == 0 else f"its input {i - 1}"
+            raise RuntimeError(
+                f"{node._op!r}: {which}, of shape {t.shape}, was changed after the "
+                f"forward pass (version {t._version}, recorded at version "
+                f"{version}); its gradient would belong to values the forward pass "
+                f"never saw. Compute the forward pass again after the change"
+            )
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -467,40 +455,6 @@ def _topological_order(root: Tensor) -> list[Tensor]:
         stack.append((node, True))  # comes back after all of its inputs
         stack.extend((p, False) for p in node._parents if id(p) not in visited)
     return order
-
-
-def _tangent_like(tangent, value: np.ndarray) -> np.ndarray:
-    t = np.asarray(tangent, dtype=value.dtype)
-    if t.shape != value.shape:
-        raise ValueError(
-            f"a tangent must have its tensor's shape {value.shape}; got {t.shape}"
-        )
-    return t
-
-
-def _plain_index(index):
-    """An index with any Tensor in it replaced by its integer values."""
-    if isinstance(index, tuple):
-        return tuple(_plain_index(i) for i in index)
-    if isinstance(index, Tensor):
-        return index.value.astype(np.intp)
-    return index
-
-
-def _apply(op: str, *inputs, **params) -> Tensor:
-    """Run primitive ``op`` forward and record it in the graph."""
-    tensors = tuple(x if isinstance(x, Tensor) else Tensor(x) for x in inputs)
-    values = [t.value for t in tensors]
-    out = Tensor(RULES[op][0](*values, **params))
-    out._parents, out._op, out._params = tensors, op, params
-    if any(t.tangent is not None for t in tensors):  # forward mode, eq. ad-jvp
-        if op not in JVP_RULES:
-            raise NotImplementedError(f"forward mode has no JVP rule for {op!r}")
-        tangents = [
-            np.zeros_like(t.value) if t.tangent is None else t.tangent for t in tensors
-        ]
-        out.tangent = np.asarray(JVP_RULES[op](tangents, *values, **params))
-    return out
 
 
 def _binary(op: str, x, y) -> Tensor:
@@ -543,8 +497,6 @@ def power(x, y) -> Tensor:
     """``x ** y``; a constant exponent (a number, or an array) is not differentiated."""
     if isinstance(y, Tensor):
         return _binary("pow", x, y)
-    if not isinstance(x, Tensor):
-        x = Tensor(x)
     return _apply("pow_const", x, c=y)
 
 
@@ -597,7 +549,7 @@ def mean(x, axis=None, keepdims: bool = False) -> Tensor:
 
 def reshape(x, shape) -> Tensor:
     """The same entries in row-major order, laid out in ``shape``."""
-    x = x if isinstance(x, Tensor) else Tensor(x)
+    x = x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
     try:
         np.empty(x.shape).reshape(shape)
     except (ValueError, TypeError) as exc:
@@ -638,7 +590,7 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
     logits: (B, K).  labels: (B,) integers. Forward and VJP are
     ``losses.softmax_cross_entropy`` (eqs. ``loss-ce``, ``grad-ce``).
     """
-    return _apply("softmax_cross_entropy", logits, labels=np.asarray(labels))
+    return _apply("softmax_cross_entropy", logits, labels=np.array(labels))
 
 
 def mse(prediction, target) -> Tensor:
@@ -664,7 +616,8 @@ def batch_norm(X, gamma, beta, eps: float = 1e-5) -> Tensor:
 def conv2d(X, W, b=None, stride=1, padding=0) -> Tensor:
     """``conv.conv2d`` (NCHW), with ``conv.conv2d_vjp``; ``b=None`` means no bias."""
     if b is None:
-        b = np.zeros(np.shape(W.value if isinstance(W, Tensor) else W)[0])
+        W_value = W.value if isinstance(W, Tensor) else np.asarray(W)
+        b = np.zeros(W_value.shape[0], W_value.dtype)
     return _apply("conv2d", X, W, b, stride=stride, padding=padding)
 
 
@@ -680,7 +633,7 @@ def attention(Q, K, V, causal: bool = False) -> Tensor:
 
 def embedding(ids, E) -> Tensor:
     """``layers.embedding``: the rows ``E[ids]``; the gradient reaches ``E`` only."""
-    return _apply("embedding", E, ids=np.asarray(ids))
+    return _apply("embedding", E, ids=np.array(ids))
 
 
 # --- conveniences -------------------------------------------------------------------
@@ -689,20 +642,27 @@ def embedding(ids, E) -> Tensor:
 def grad(f: Callable[[Tensor], Tensor], x) -> np.ndarray:
     """The gradient of a scalar function ``f`` at ``x``, by one reverse pass."""
     x = Tensor(x)
-    f(x).backward()
+    out = f(x)
+    if isinstance(out, Tensor) and out.requires_grad:
+        out.backward()
     return np.zeros_like(x.value) if x.grad is None else x.grad
 
 
 def jvp(f: Callable[..., Tensor], inputs, tangents) -> tuple[np.ndarray, np.ndarray]:
     """Forward mode: ``f(inputs)`` and its directional derivative ``J v`` (eq. ``ad-jvp``).
 
-    inputs, tangents: sequences of arrays of matching shapes (or one array each).
-    Every primitive pushes the tangent forward as the values flow; no graph is
-    walked backward. Returns ``(value, tangent)`` of the output.
+    inputs, tangents: sequences of arrays of matching shapes (or one array each); a
+    tangent of ``None`` holds its input fixed. Every primitive pushes the tangent
+    forward as the values flow, under :func:`no_grad`: no graph is recorded, nothing
+    is kept for a backward pass. Returns ``(value, tangent)`` of the output.
     """
     if not isinstance(inputs, list | tuple):
         inputs, tangents = [inputs], [tangents]
-    xs = [Tensor(x, tangent=t) for x, t in zip(inputs, tangents, strict=True)]
-    out = f(*xs)
+    xs = [
+        Tensor(x, requires_grad=False, tangent=t)
+        for x, t in zip(inputs, tangents, strict=True)
+    ]
+    with no_grad():
+        out = f(*xs)
     tangent = np.zeros_like(out.value) if out.tangent is None else out.tangent
-    return out.value, tangent
+    return np.array(out.value), tangent
