@@ -46,11 +46,15 @@ def test_linear_is_the_column_form_row_by_row(rng):
 
 
 def check_linear_against_finite_differences(A, W, b, G):
+    """E = ⟨G, A Wᵀ + b⟩ is linear in each argument: a central difference has no
+    truncation error at any step, so the step is 1, and the round-off of E, about
+    ε Σ|G ⊙ Z|, is not divided by a small h (with h = 1e-6 a gradient such as
+    db = Σ_rows G that cancels to 1e-4 of E's terms fails the 1e-7 test)."""
     dA, dW, db = bp.linear_vjp(G, A, W)
     assert dA.shape == A.shape and dW.shape == W.shape and db.shape == b.shape
-    num_A = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(X, W, b)), A)
-    num_W = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, X, b)), W)
-    num_b = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, W, X)), b)
+    num_A = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(X, W, b)), A, h=1.0)
+    num_W = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, X, b)), W, h=1.0)
+    num_b = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, W, X)), b, h=1.0)
     assert bp.relative_error(dA, num_A) <= TOL
     assert bp.relative_error(dW, num_W) <= TOL
     assert bp.relative_error(db, num_b) <= TOL

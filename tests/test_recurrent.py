@@ -167,7 +167,12 @@ def test_rnn_vjp_is_the_adjoint_of_the_tangent_map(seed, B, T, n_in, n_h):
         def backward(g, i=i):
             return rnn_vjp(g, *args)[i]
 
-        assert bp.adjoint_test(forward, backward, tangents[i], G) < ROUNDOFF, name
+        # the gap is relative to ⟨Jv, G⟩, whose round-off is relative to the sum of
+        # its terms' sizes: allow for the cancellation between them
+        terms = forward(tangents[i]) * G
+        cancellation = max(1.0, np.sum(np.abs(terms)) / abs(np.sum(terms)))
+        gap = bp.adjoint_test(forward, backward, tangents[i], G)
+        assert gap < ROUNDOFF * cancellation, name
 
 
 def test_the_jvp_reference_is_the_derivative(rng):
@@ -357,14 +362,22 @@ def test_the_float_dtype_is_kept_end_to_end(rng, dtype):
 def test_float32_agrees_with_float64(seed, B, T, n_in, n_h, gain):
     """Longest sums: n_in + n_h products and the bias in a step (forward); those, or
     the B·T terms of a weight gradient (backward). gain 3 makes ‖W_hh‖ large: the
-    step Jacobians then grow, and so does the bound with them (through the condition)."""
+    step Jacobians then grow, and so does the bound with them (through the condition).
+
+    Backward, one more rounding that no condition of the problem shows: 1 − h² formed
+    from a float32 h near ±1 has an absolute error of about 2u, a relative error of
+    2u h²/(1 − h²) in dZ_t that every gradient through step t inherits; so each step
+    adds 2 max h²/(1 − h²) to the count of roundings (the tanh VJP's saturation)."""
     rng = np.random.default_rng(seed)
     X, h0, W_xh, W_hh, b = make(rng, B, T, n_in, n_h)
     args = (X, h0, W_xh, gain * W_hh, b)
     G = rng.normal(size=(B, T, n_h))
     m = n_in + n_h + 1
     assert float32_error_ratio(rnn, args, m) <= 2.0
-    assert float32_error_ratio(rnn_vjp, (G, *args), max(m, B * T)) <= 2.0
+    H = rnn(*(np.float32(a).astype(np.float64) for a in args))
+    saturation = 2 * np.sum(np.max(H**2 / (1 - H**2), axis=(0, 2)))
+    m = max(m, B * T) + saturation
+    assert float32_error_ratio(rnn_vjp, (G, *args), m) <= 2.0
 
 
 # --- long sequences: T = 20, in three regimes -------------------------------------------
