@@ -90,7 +90,7 @@ __all__ = [
 
 def _frozen(value, dtype=None) -> np.ndarray:
     """A read-only copy of ``value``, in ``dtype`` or its own floating dtype."""
-    arr = np.array(value, dtype=dtype)
+    arr = np.array(value.value if isinstance(value, Tensor) else value, dtype=dtype)
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"a Tensor holds real numbers; got an array of dtype {arr.dtype}"
@@ -118,8 +118,6 @@ class Tensor:
     __array_ufunc__ = None  # numpy defers to us: ndarray @ Tensor is a Tensor
 
     def __init__(self, value, *, requires_grad: bool = True, tangent=None):
-        if isinstance(value, Tensor):
-            value = value.value
         self._value = _frozen(value)
         self._version = 0
         self.requires_grad = bool(requires_grad)
