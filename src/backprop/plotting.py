@@ -321,9 +321,12 @@ def gc_step_size_panel(
 
 
 def plot_computational_graph(root, names, ax=None):
-    """Draw the graph an autodiff ``root`` was computed from, after ``root.backward()``.
+    """Draw the graph an autodiff ``root`` was computed from, after its backward pass.
 
-    root: a :class:`backprop.autodiff.Tensor` on which ``backward()`` has run.
+    root: a :class:`backprop.autodiff.Tensor` on which
+    ``backward(retain_graph=True)`` has run, after ``retain_grad()`` on every tensor
+    between the inputs and ``root``: the engine otherwise releases the graph and
+    keeps ``.grad`` on the leaves only, as PyTorch does.
     names: ``{tensor: label}`` for the tensors to show; every tensor ``root`` depends
     on must be named. Each node is drawn at the column of its longest path from an
     input and shows its name, the primitive that made it, its forward value and the
@@ -337,7 +340,8 @@ def plot_computational_graph(root, names, ax=None):
     missing = [node for node in order if node not in names]
     if missing or root.grad is None:
         raise ValueError(
-            f"need a name for every node and root.backward() run first; "
+            f"need a name for every node and root.backward(retain_graph=True) run "
+            f"first; "
             f"{len(missing)} unnamed node(s), root.grad is {root.grad!r}"
         )
     depth: dict = {}
