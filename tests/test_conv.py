@@ -137,13 +137,17 @@ def test_it_is_a_correlation_not_a_flipped_convolution(rng):
 
 
 def fd_errors(X, W, b, stride, padding, G):
-    """Relative errors of (dX, dW, db) against central differences of ⟨G, conv2d⟩."""
+    """Relative errors of (dX, dW, db) against central differences of ⟨G, conv2d⟩.
+
+    E is linear in each argument: a central difference has no truncation error at
+    any step, so the step is 1, and E's round-off is not divided by a small h (with
+    h = 1e-6, a db = Σ G that cancels to 1e-4 of E's terms fails the 1e-7 test)."""
     dX, dW, db = conv2d_vjp(G, X, W, stride, padding)
     E = lambda X_, W_, b_: np.sum(G * conv2d(X_, W_, b_, stride, padding))  # noqa: E731
     return (
-        bp.relative_error(dX, bp.numerical_gradient(lambda X_: E(X_, W, b), X)),
-        bp.relative_error(dW, bp.numerical_gradient(lambda W_: E(X, W_, b), W)),
-        bp.relative_error(db, bp.numerical_gradient(lambda b_: E(X, W, b_), b)),
+        bp.relative_error(dX, bp.numerical_gradient(lambda X_: E(X_, W, b), X, h=1.0)),
+        bp.relative_error(dW, bp.numerical_gradient(lambda W_: E(X, W_, b), W, h=1.0)),
+        bp.relative_error(db, bp.numerical_gradient(lambda b_: E(X, W, b_), b, h=1.0)),
     )
 
 
