@@ -44,16 +44,27 @@ def reference_standardize(X, axis, eps):
     return (X - mu) / np.sqrt(var + eps)
 
 
-def fd_errors(forward, vjp_result, args, G, h=1e-6):
-    """Relative errors of each gradient in ``vjp_result`` against central differences
-    of E = ⟨G, forward(*args)⟩, one argument at a time.
+def fd_error(grad, E, x, terms: float, h: float = 1e-6) -> float:
+    """Relative error of ``grad`` against central differences of the scalar ``E`` at
+    ``x``, down to what the differences can resolve.
 
-    A difference of E carries E's round-off, about 4ε Σ|G ⊙ Y| for a Y formed in a few
-    operations, divided by h: a floor below which it cannot resolve a gradient. Where
-    the gradient is that small next to E's terms (a saturated tanh in a residual
-    branch, a small γ next to β), the error is measured against the floor instead: it
-    is the relative error, but with ‖gradient‖ taken at least floor / TOL."""
-    floor = 4 * np.finfo(np.float64).eps * np.sum(np.abs(G * forward(*args))) / h
+    A difference of E carries E's round-off, about 4ε·terms (terms: the sum of the
+    sizes of what E adds up, Σ|G ⊙ Y| for E = ⟨G, Y⟩), divided by h; over the N
+    entries, √N times that. Where a gradient is that small next to E's terms (a
+    saturated unit, a small γ beside β, a sum of G that cancels), the error is
+    measured against this floor: the relative error, with ‖grad‖ taken to be at least
+    floor / TOL. Used by the tests of norm, losses and recurrent layers.
+    """
+    fd = bp.numerical_gradient(E, x, h=h)
+    floor = 4 * np.finfo(np.float64).eps * terms * np.sqrt(np.size(x)) / h
+    size = max(np.linalg.norm(grad), np.linalg.norm(fd), floor / TOL, 1e-300)
+    return float(np.linalg.norm(np.subtract(grad, fd)) / size)
+
+
+def fd_errors(forward, vjp_result, args, G):
+    """Errors (``fd_error``) of each gradient in ``vjp_result`` against central
+    differences of E = ⟨G, forward(*args)⟩, one argument at a time."""
+    terms = np.sum(np.abs(G * forward(*args)))
     errors = []
     for i, (arg, grad) in enumerate(zip(args, vjp_result)):
 
@@ -62,10 +73,7 @@ def fd_errors(forward, vjp_result, args, G, h=1e-6):
             moved[i] = x
             return np.sum(G * forward(*moved))
 
-        fd = bp.numerical_gradient(E, arg, h=h)
-        size = max(np.linalg.norm(grad), np.linalg.norm(fd))
-        resolved = floor * np.sqrt(np.size(arg)) / TOL
-        errors.append(float(np.linalg.norm(grad - fd) / max(size, resolved, 1e-300)))
+        errors.append(fd_error(grad, E, arg, terms))
     return errors
 
 
