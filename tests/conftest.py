@@ -82,13 +82,14 @@ def pytest_configure(config):
         book_build.start()
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Schedule the run for two (or more) pytest-xdist workers.
 
     - the site is built in the background as soon as a test that needs it is
-      collected (tests/book_build.py), and those tests go last, so that the build
-      runs while the workers do everything else.
+      collected and selected (tests/book_build.py; ``trylast``, so after ``-k`` and
+      ``-m`` have deselected what they deselect), and those tests go last, so that
+      the build runs while the workers do everything else.
     """
     book = [item for item in items if "site" in getattr(item, "fixturenames", ())]
     if book:

@@ -16,7 +16,7 @@ import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
-from test_norm import float32_error_ratio
+from measures import float32_error_ratio
 
 import backprop as bp
 from backprop.conv import (

@@ -8,7 +8,7 @@ import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
-from test_norm import fd_error
+from measures import fd_error
 
 import backprop as bp
 from backprop import losses

@@ -15,7 +15,7 @@ import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
-from test_norm import fd_error, float32_error_ratio
+from measures import fd_error, float32_error_ratio
 
 import backprop as bp
 from backprop.layers import linear, linear_vjp, tanh, tanh_vjp
