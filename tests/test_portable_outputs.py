@@ -85,6 +85,26 @@ def test_only_the_listed_cells_skip_the_comparison():
             assert MEASURES_TIME.search(source), f"{key} is listed as a timing"
 
 
+TELLS_THE_READER = re.compile(r"(not|n't) compare", re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    "page", sorted({page for page, _ in NOT_COMPARED}), ids=lambda p: Path(p).name
+)
+def test_the_page_says_which_outputs_are_not_compared(page):
+    """A reader whose rerun prints other numbers learns why before the first such cell."""
+    nb = json.loads((ROOT / page).read_text(encoding="utf-8"))
+    prose = []
+    for cell in nb["cells"]:
+        if (page, cell.get("id")) in NOT_COMPARED:
+            break
+        if cell["cell_type"] == "markdown":
+            prose.append("".join(cell["source"]))
+    assert TELLS_THE_READER.search(" ".join(prose[-3:])), (
+        f"{page}: say in the prose before the cell that its printout is not compared"
+    )
+
+
 def sanitize(text: str) -> str:
     """What nbval does to a stored and to a fresh output before comparing them."""
     config = (ROOT / "tests" / "sanitize.cfg").read_text(encoding="utf-8")
