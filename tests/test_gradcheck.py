@@ -96,3 +96,29 @@ def test_numerical_gradient_of_a_transposed_view(rng):
     assert not X.flags.c_contiguous
     grad = bp.numerical_gradient(lambda X_: float(np.sum(X_**2)), X)
     np.testing.assert_allclose(grad, 2 * X, rtol=1e-8)
+
+
+@pytest.mark.parametrize(
+    ("err", "tol", "spec", "printed"),
+    [
+        (3.2e-9, 1e-7, ".1e", "< 1e-7"),
+        (9.99e-8, 1e-7, ".1e", "< 1e-7"),
+        (1e-7, 1e-7, ".1e", "1.0e-07"),  # the tolerance itself fails
+        (0.0, 1e-12, ".1e", "< 1e-12"),
+        (1.41763, 1e-7, ".1e", "1.4e+00"),
+        (1.41763, 1e-7, ".2f", "1.42"),
+        (5e-3, 1e2, ".1e", "< 1e2"),
+    ],
+)
+def test_pass_mark(err, tol, spec, printed):
+    assert bp.pass_mark(err, tol, spec) == printed
+
+
+def test_report_prints_one_line(capsys):
+    bp.report("dW", 2.5e-10)
+    bp.report("dW shape-fitted", 0.83, spec=".2f")
+    assert capsys.readouterr().out == (
+        "dW: relative error < 1e-7\ndW shape-fitted: relative error 0.83\n"
+    )
+    with pytest.raises(ValueError, match="tol must be positive"):
+        bp.pass_mark(1.0, tol=0.0)

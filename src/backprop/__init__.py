@@ -4,7 +4,8 @@ Modules, in the order of the book:
 
 - :mod:`backprop.layers`     — ``linear``/``linear_vjp`` and the element-wise activations;
 - :mod:`backprop.jacobians`  — explicit Jacobians (``vec``, Kronecker forms) for checking;
-- :mod:`backprop.gradcheck`  — central differences, relative error, the adjoint test;
+- :mod:`backprop.gradcheck`  — central differences, relative error, the adjoint test, and
+  ``report``/``pass_mark``, which print an error as the chapters do;
 - :mod:`backprop.symbolic`   — sympy helpers for the component view;
 - :mod:`backprop.plotting`   — heatmaps of Jacobians, training curves, decision boundaries;
 - :mod:`backprop.broadcasting` — adjoint pairs: broadcast/sum, fan-out/add, transpose, reshape;
@@ -31,7 +32,9 @@ from backprop.gradcheck import (
     adjoint_test,
     directional_derivative,
     numerical_gradient,
+    pass_mark,
     relative_error,
+    report,
 )
 from backprop.jacobians import (
     commutation_matrix,
@@ -105,6 +108,8 @@ __all__ = [
     "numerical_gradient",
     "numerical_jacobian",
     "relative_error",
+    "pass_mark",
+    "report",
     "relu",
     "relu_vjp",
     "sigmoid",

@@ -16,6 +16,8 @@ __all__ = [
     "numerical_gradient",
     "directional_derivative",
     "relative_error",
+    "pass_mark",
+    "report",
     "adjoint_test",
     "step_size_errors",
 ]
@@ -77,6 +79,25 @@ def relative_error(a, b) -> float:
     if scale == 0.0:
         return 0.0
     return float(np.linalg.norm(a - b) / scale)
+
+
+def pass_mark(err: float, tol: float = 1e-7, spec: str = ".1e") -> str:
+    """An error as the chapters print it: ``"< 1e-7"`` below ``tol``, its size otherwise.
+
+    Below the tolerance only the pass mark is printed, never the digits: those are
+    round-off, and differ from one CPU to another. ``spec`` formats an error at or
+    above ``tol`` (``".1e"``, or ``".2f"`` for errors of order one).
+    """
+    if not tol > 0:
+        raise ValueError(f"tol must be positive; got {tol}")
+    if err < tol:
+        return f"< {tol:.0e}".replace("e-0", "e-").replace("e+0", "e")
+    return format(err, spec)
+
+
+def report(name: str, err: float, tol: float = 1e-7, spec: str = ".1e") -> None:
+    """Print ``name: relative error < 1e-7`` (or the error's size): one line a check."""
+    print(f"{name}: relative error {pass_mark(err, tol, spec)}")
 
 
 def adjoint_test(
