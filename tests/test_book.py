@@ -203,9 +203,14 @@ def report():
     os.replace(out, SHOTS / "report.json")
 
 
+# The window every page is checked in: a common laptop width. No code block may
+# scroll sideways in it (check_code_blocks).
+VIEWPORT = {"width": 1280, "height": 900}
+
+
 def open_page(browser, url):
     """Load ``url``; return the page and what it asked for and complained about."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     seen = {"requests": [], "failed": [], "errors": [], "console": []}
     page.on("request", lambda r: seen["requests"].append(r.url))
@@ -351,6 +356,7 @@ def check_page(browser, server, page_name, report):
         }
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / (page_name.replace("/", "_") + ".png")))
+        check_code_blocks(page, page_name)
         # two more checks on pages already open, rather than opening them again
         if page_name == toc_pages()[0]:
             check_sidebar(page)
@@ -358,6 +364,81 @@ def check_page(browser, server, page_name, report):
             check_dark_mode(page)
     finally:
         context.close()
+
+
+# Every code block of the page, solutions and dropdowns opened: the code of each
+# notebook cell as shown, and every box (a ``pre`` or a block around one) whose
+# content is wider than the box, with the first line that does not fit.
+CODE_BLOCKS = """() => {
+    document.querySelectorAll("details").forEach((d) => { d.open = true; });
+    document.querySelectorAll(".toggle-hidden")
+        .forEach((e) => e.classList.remove("toggle-hidden"));
+    const main = document.querySelector("main");
+    const pres = Array.from(main.querySelectorAll("pre"));
+    const boxes = new Set(pres);
+    for (const pre of pres) {
+        for (let e = pre.parentElement; e && e !== main; e = e.parentElement) {
+            if (["auto", "scroll"].includes(getComputedStyle(e).overflowX)) {
+                boxes.add(e);
+            }
+        }
+    }
+    const wide = [];
+    for (const box of boxes) {
+        if (box.scrollWidth <= box.clientWidth + 1) continue;
+        const pre = box.tagName === "PRE" ? box : box.querySelector("pre");
+        const style = getComputedStyle(pre);
+        const room = pre.clientWidth - parseFloat(style.paddingLeft)
+            - parseFloat(style.paddingRight);
+        const ruler = document.createElement("span");
+        ruler.style.whiteSpace = "pre";
+        pre.appendChild(ruler);
+        const lines = pre.textContent.split("\\n");
+        let first = lines[0];
+        for (const line of lines) {
+            ruler.textContent = line;
+            if (ruler.getBoundingClientRect().width > room + 1) { first = line; break; }
+        }
+        ruler.remove();
+        wide.push({
+            block: pres.indexOf(pre) + 1,
+            where: pre.closest(".cell_input") ? "code cell"
+                : pre.closest(".cell_output") ? "cell output" : "code block",
+            starts: lines[0].slice(0, 60),
+            line: first,
+            width: box.scrollWidth,
+            box: box.clientWidth,
+        });
+    }
+    const cells = Array.from(main.querySelectorAll(".cell_input pre"),
+        (pre) => pre.textContent);
+    return {wide, cells};
+}"""
+# A ``# checks: <label>`` line in a notebook cell, as the label rule reads it.
+CHECKS_LINE = re.compile(r"^\s*#\s*checks:", flags=re.MULTILINE)
+
+
+def check_code_blocks(page, page_name):
+    """The reader sees the book, not its machinery: no cell shows its ``# checks:``
+    line, and no code block scrolls sideways in a window 1280 px wide."""
+    assert page.viewport_size["width"] == 1280, page.viewport_size
+    found = page.evaluate(CODE_BLOCKS)
+    shown = [
+        code.splitlines()[0][:60] for code in found["cells"] if CHECKS_LINE.search(code)
+    ]
+    assert not shown, (
+        f"{page_name}: {len(shown)} code cells show a '# checks:' line; "
+        f"the first starts {shown[0]!r}"
+    )
+    wide = [
+        f"block {w['block']} ({w['where']}, starts {w['starts']!r}): "
+        f"{w['width']} px in a {w['box']} px box; first line too wide: {w['line']!r}"
+        for w in found["wide"]
+    ]
+    assert not wide, (
+        f"{page_name}: {len(wide)} code blocks scroll sideways at 1280 px:\n"
+        + "\n".join(wide)
+    )
 
 
 # Every page in the table of contents, dealt into six classes: pytest-xdist's
