@@ -418,6 +418,26 @@ CODE_BLOCKS = """() => {
 CHECKS_LINE = re.compile(r"^\s*#\s*checks:", flags=re.MULTILINE)
 
 
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("# checks: linear-forward\nZ = A @ W.T + b", "Z = A @ W.T + b"),
+        ("Z = A @ W.T\n\n# checks: a, b\n", "Z = A @ W.T"),
+        ("for k in K:\n    # checks: a\n    assert k", "for k in K:\n    assert k"),
+        ("# checks: a\n", ""),  # nothing left: the cell shows no code box
+        ('s = """\n# checks: a\n"""', 's = """\n# checks: a\n"""'),  # in a string
+        ("x = 1  # checks: a", "x = 1  # checks: a"),  # not alone on its line
+    ],
+)
+def test_hidden_check_lines_are_the_ones_the_label_rule_reads(source, shown):
+    sys.path.insert(0, str(ROOT / "_ext"))
+    try:
+        from hide_checks import visible_code
+    finally:
+        sys.path.pop(0)
+    assert visible_code(source) == shown
+
+
 def check_code_blocks(page, page_name):
     """The reader sees the book, not its machinery: no cell shows its ``# checks:``
     line, and no code block scrolls sideways in a window 1280 px wide."""
