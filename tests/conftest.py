@@ -46,7 +46,11 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
 )
-settings.register_profile("ci", parent=settings.get_profile("default"), max_examples=60)
+settings.register_profile(
+    "ci",
+    parent=settings.get_profile("default"),
+    max_examples=60,
+)
 settings.register_profile(
     "thorough",
     parent=settings.get_profile("default"),

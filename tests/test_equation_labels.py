@@ -52,7 +52,8 @@ def test_no_label_is_defined_twice():
 @pytest.mark.parametrize("label", sorted(equation_labels()))
 def test_every_labelled_equation_is_checked_by_an_asserting_cell(label):
     assert label in checked_labels(), (
-        f"equation {label!r} has no code cell with '# checks: {label}' and an assert; a label is a promise"
+        f"equation {label!r} has no code cell with '# checks: {label}' "
+        "and an assert; a label is a promise"
     )
 
 

@@ -30,8 +30,10 @@ def layer_data(seed, B, n_in, n_out):
 
 
 def away_from_zero(rng, shape):
-    """Entries of magnitude 0.05 to 2: relu's kink stays out of the finite-difference stencil."""
-    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.05, 2.0, size=shape)
+    """Entries of magnitude 0.05 to 2: relu's kink stays out of the
+    finite-difference stencil."""
+    signs = rng.choice([-1.0, 1.0], size=shape)
+    return signs * rng.uniform(0.05, 2.0, size=shape)
 
 
 # --- the linear layer -------------------------------------------------------------
@@ -46,15 +48,20 @@ def test_linear_is_the_column_form_row_by_row(rng):
 
 
 def check_linear_against_finite_differences(A, W, b, G):
-    """E = ⟨G, A Wᵀ + b⟩ is linear in each argument: a central difference has no
-    truncation error at any step, so the step is 1, and the round-off of E, about
-    ε Σ|G ⊙ Z|, is not divided by a small h (with h = 1e-6 a gradient such as
-    db = Σ_rows G that cancels to 1e-4 of E's terms fails the 1e-7 test)."""
+    """E = ⟨G, A Wᵀ + b⟩ is linear in each argument: a central difference
+    has no truncation error at any step, so the step is 1, and the
+    round-off of E, about ε Σ|G ⊙ Z|, is not divided by a small h (with
+    h = 1e-6 a gradient such as db = Σ_rows G that cancels to 1e-4 of E's
+    terms fails the 1e-7 test)."""
     dA, dW, db = bp.linear_vjp(G, A, W)
-    assert dA.shape == A.shape and dW.shape == W.shape and db.shape == b.shape
-    num_A = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(X, W, b)), A, h=1.0)
-    num_W = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, X, b)), W, h=1.0)
-    num_b = bp.numerical_gradient(lambda X: np.sum(G * bp.linear(A, W, X)), b, h=1.0)
+    assert (dA.shape, dW.shape, db.shape) == (A.shape, W.shape, b.shape)
+
+    def E(A, W, b):
+        return np.sum(G * bp.linear(A, W, b))
+
+    num_A = bp.numerical_gradient(lambda X: E(X, W, b), A, h=1.0)
+    num_W = bp.numerical_gradient(lambda X: E(A, X, b), W, h=1.0)
+    num_b = bp.numerical_gradient(lambda X: E(A, W, X), b, h=1.0)
     assert bp.relative_error(dA, num_A) <= TOL
     assert bp.relative_error(dW, num_W) <= TOL
     assert bp.relative_error(db, num_b) <= TOL

@@ -1,29 +1,41 @@
-"""backprop: the equations of *Backprop in Tensor Form*, in small readable numpy.
+"""The equations of *Backprop in Tensor Form*, in small readable numpy.
 
 Modules, in the order of the book:
 
-- :mod:`backprop.layers`     — ``linear``/``linear_vjp`` and the element-wise activations;
-- :mod:`backprop.jacobians`  — explicit Jacobians (``vec``, Kronecker forms) for checking;
-- :mod:`backprop.gradcheck`  — central differences, relative error, the adjoint test, and
-  ``report``/``pass_mark``, which print an error as the chapters do;
-- :mod:`backprop.symbolic`   — sympy helpers for the component view;
-- :mod:`backprop.plotting`   — heatmaps of Jacobians, training curves, decision boundaries;
-- :mod:`backprop.broadcasting` — adjoint pairs: broadcast/sum, fan-out/add, transpose, reshape;
-- :mod:`backprop.losses`     — MSE, sigmoid + binary cross-entropy, softmax, softmax + cross-entropy;
-- :mod:`backprop.datasets`   — small deterministic synthetic data sets;
-- :mod:`backprop.mlp`        — a multilayer perceptron built from the ops above;
-- :mod:`backprop.autodiff`   — a reverse-mode engine whose rule table calls the VJPs above;
-- :mod:`backprop.autodiff_rules` — the engine's rule tables: forward, VJPs and JVPs;
-- :mod:`backprop.timing`     — ``median_time``, for the chapters that measure costs;
-- :mod:`backprop.residual`   — residual blocks and gradient norms through deep stacks;
-- :mod:`backprop.norm`       — layer norm and batch norm (training mode);
-- :mod:`backprop.conv`       — 2-D convolution (NCHW), im2col, the transposed convolution;
-- :mod:`backprop.recurrent`  — a tanh RNN and backpropagation through time;
-- :mod:`backprop.attention`  — scaled dot-product attention, with a causal mask.
+- :mod:`backprop.layers` — ``linear``/``linear_vjp`` and the element-wise
+  activations;
+- :mod:`backprop.jacobians` — explicit Jacobians (``vec``, Kronecker forms)
+  for checking;
+- :mod:`backprop.gradcheck` — central differences, relative error, the
+  adjoint test, and ``report``/``pass_mark``, which print an error as the
+  chapters do;
+- :mod:`backprop.symbolic` — sympy helpers for the component view;
+- :mod:`backprop.plotting` — heatmaps of Jacobians, training curves,
+  decision boundaries;
+- :mod:`backprop.broadcasting` — adjoint pairs: broadcast/sum, fan-out/add,
+  transpose, reshape;
+- :mod:`backprop.losses` — MSE, sigmoid + binary cross-entropy, softmax,
+  softmax + cross-entropy;
+- :mod:`backprop.datasets` — small deterministic synthetic data sets;
+- :mod:`backprop.mlp` — a multilayer perceptron built from the ops above;
+- :mod:`backprop.autodiff` — a reverse-mode engine whose rule table calls
+  the VJPs above;
+- :mod:`backprop.autodiff_rules` — the engine's rule tables: forward, VJPs
+  and JVPs;
+- :mod:`backprop.timing` — ``median_time``, for the chapters that measure
+  costs;
+- :mod:`backprop.residual` — residual blocks and gradient norms through
+  deep stacks;
+- :mod:`backprop.norm` — layer norm and batch norm (training mode);
+- :mod:`backprop.conv` — 2-D convolution (NCHW), im2col, the transposed
+  convolution;
+- :mod:`backprop.recurrent` — a tanh RNN and backpropagation through time;
+- :mod:`backprop.attention` — scaled dot-product attention, with a causal
+  mask.
 
-``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`. The attention op is
-used as ``backprop.attention.attention``: exporting the function at the top level
-would hide the module of the same name.
+``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`. The attention
+op is used as ``backprop.attention.attention``: exporting the function at the
+top level would hide the module of the same name.
 """
 
 from backprop.conv import conv2d, conv2d_transpose, conv2d_vjp
@@ -69,7 +81,12 @@ from backprop.losses import (
     softmax_vjp,
 )
 from backprop.mlp import MLP
-from backprop.norm import batch_norm, batch_norm_vjp, layer_norm, layer_norm_vjp
+from backprop.norm import (
+    batch_norm,
+    batch_norm_vjp,
+    layer_norm,
+    layer_norm_vjp,
+)
 from backprop.recurrent import rnn, rnn_vjp
 
 __version__ = "0.1.0"

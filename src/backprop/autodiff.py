@@ -1,34 +1,38 @@
-"""A reverse-mode automatic differentiation engine built from the book's VJPs.
+"""A reverse-mode automatic differentiation engine built from the VJPs.
 
 Every operation on a :class:`Tensor` records which primitive made it and from
-which tensors. ``loss.backward()`` then walks that graph once, from the loss back
-to the inputs in reverse topological order, and at every node applies the
-primitive's VJPs to the gradient that has arrived there (eq. ``ad-reverse``).
-The rules are one table, :data:`RULES`, in :mod:`backprop.autodiff_rules`; here
-are the graph and the order of the calls. Broadcasting is handled once: a
-gradient whose shape is not its input's is summed over the broadcast axes by
-``unbroadcast`` (eq. ``mb-unbroadcast``). Reuse adds: a tensor used twice receives
-the sum of the gradients of its uses (eq. ``mb-fanout``).
+which tensors. ``loss.backward()`` then walks that graph once, from the loss
+back to the inputs in reverse topological order, and at every node applies
+the primitive's VJPs to the gradient that has arrived there
+(eq. ``ad-reverse``). The rules are one table, :data:`RULES`,
+in :mod:`backprop.autodiff_rules`; here are the graph and the order of the
+calls. Broadcasting is handled once: a gradient whose shape is not its
+input's is summed over the broadcast axes by ``unbroadcast``
+(eq. ``mb-unbroadcast``). Reuse adds: a tensor used twice receives the sum of
+the gradients of its uses (eq. ``mb-fanout``).
 
 What a tensor holds, and what backward keeps, as in PyTorch:
 
 - ``Tensor(value)`` copies ``value`` and requires a gradient;
-  ``Tensor(value, requires_grad=False)``, a numpy array or a Python number mixed
-  into an operation are constants. An output requires a gradient iff an input does,
-  and backward forms no gradient for an input that needs none. A Python number
-  takes the dtype of the arrays it meets (it is "weak", as in numpy's NEP 50), so
-  float32 stays float32.
-- After ``backward()`` the leaves (the tensors no operation made) hold ``.grad``, a
-  fresh array of their own; other tensors only if ``retain_grad()`` was called.
-  The graph is released; a second ``backward()`` through it needs
-  ``backward(retain_graph=True)`` the first time.
+  ``Tensor(value, requires_grad=False)``, a numpy array or a Python number
+  mixed into an operation are constants. An output requires a gradient iff an
+  input does, and backward forms no gradient for an input that needs none. A
+  Python number takes the dtype of the arrays it meets
+  (it is "weak", as in numpy's NEP 50), so float32 stays float32.
+- After ``backward()`` the leaves (the tensors no operation made) hold
+  ``.grad``, a fresh array of their own; other tensors only if
+  ``retain_grad()`` was called. The graph is released; a second
+  ``backward()`` through it needs ``backward(retain_graph=True)`` the first
+  time.
 - A tensor's array is read-only. The one way to change it is to assign
-  ``t.value = new``, which bumps ``t``'s version; every node records the versions
-  of the tensors it saved, and backward refuses, naming the op, if one has changed
-  since: the gradient would belong to values the forward pass never saw.
+  ``t.value = new``, which bumps ``t``'s version; every node records the
+  versions of the tensors it saved, and backward refuses, naming the op, if
+  one has changed since: the gradient would belong to values the forward pass
+  never saw.
 
-Forward mode pushes a ``tangent`` along with every value, with :data:`JVP_RULES`
-(eq. ``ad-jvp``); :func:`jvp` runs it under :func:`no_grad`, so it records nothing.
+Forward mode pushes a ``tangent`` along with every value,
+with :data:`JVP_RULES` (eq. ``ad-jvp``); :func:`jvp` runs it
+under :func:`no_grad`, so it records nothing.
 
 Usage::
 
@@ -85,12 +89,14 @@ __all__ = [
 ]
 
 
-# --- the tensor -------------------------------------------------------------------
+# --- the tensor ------------------------------------------------------------
 
 
 def _frozen(value, dtype=None) -> np.ndarray:
-    """A read-only copy of ``value``, in ``dtype`` or its own floating dtype."""
-    arr = np.array(value.value if isinstance(value, Tensor) else value, dtype=dtype)
+    """A read-only copy of ``value``, in ``dtype`` or its own float dtype."""
+    arr = np.array(
+        value.value if isinstance(value, Tensor) else value, dtype=dtype
+    )
     if arr.dtype.kind not in "biuf":
         raise ValueError(
             f"a Tensor holds real numbers; got an array of dtype {arr.dtype}"
@@ -104,38 +110,45 @@ def _frozen(value, dtype=None) -> np.ndarray:
 class Tensor:
     """A numpy array that remembers how it was computed.
 
-    ``value``: a read-only copy of the array (any rank; integers become float64,
-    float32 stays float32). Assigning ``t.value = new`` replaces it, with the same
-    shape and dtype, and bumps the tensor's version.
-    ``requires_grad``: whether ``backward()`` computes ∂E/∂(this tensor).
-    ``grad``: after ``backward()``, on a leaf that requires it (or after
-    ``retain_grad()``), ∂E/∂(this tensor), an array of the same shape and dtype;
-    ``None`` otherwise. Gradients accumulate over calls to ``backward()``, as in
-    PyTorch; ``zero_grad()`` clears them.
+    ``value``: a read-only copy of the array
+    (any rank; integers become float64, float32 stays float32). Assigning
+    ``t.value = new`` replaces it, with the same shape and dtype, and bumps
+    the tensor's version. ``requires_grad``: whether ``backward()`` computes
+    ∂E/∂(this tensor). ``grad``: after ``backward()``, on a leaf that
+    requires it (or after ``retain_grad()``), ∂E/∂(this tensor), an array of
+    the same shape and dtype; ``None`` otherwise. Gradients accumulate over
+    calls to ``backward()``, as in PyTorch; ``zero_grad()`` clears them.
     ``tangent``: for forward mode, the direction in which this input moves.
     """
 
-    __array_ufunc__ = None  # numpy defers to us: ndarray @ Tensor is a Tensor
+    # numpy defers to us: ndarray @ Tensor is a Tensor
+    __array_ufunc__ = None
 
     def __init__(self, value, *, requires_grad: bool = True, tangent=None):
         self._value = _frozen(value)
         self._version = 0
         self.requires_grad = bool(requires_grad)
         self.grad: np.ndarray | None = None
-        self.tangent = None if tangent is None else _tangent_like(tangent, self._value)
+        self.tangent = (
+            None if tangent is None else _tangent_like(tangent, self._value)
+        )
         self._op = ""  # the primitive that made this tensor; "" for a leaf
         self._parents: tuple[Tensor, ...] = ()
         self._params: dict = {}
-        self._versions: tuple[int, ...] = ()  # of (self, *parents) when recorded
+        # of (self, *parents) when recorded
+        self._versions: tuple[int, ...] = ()
         self._retains_grad = False
 
-    # -- what it is ------------------------------------------------------------------
+    # -- what it
+    # is ------------------------------------------------------------------
 
     shape = property(lambda self: self._value.shape)
     ndim = property(lambda self: self._value.ndim)
     size = property(lambda self: self._value.size)
     dtype = property(lambda self: self._value.dtype)
-    is_leaf = property(lambda self: not self._op, doc="Made by no operation.")
+    is_leaf = property(
+        lambda self: not self._op, doc="Made by no operation."
+    )
 
     @property
     def value(self) -> np.ndarray:
@@ -154,7 +167,9 @@ class Tensor:
 
     def __repr__(self) -> str:
         made_by = f", op={self._op!r}" if self._op else ""
-        return f"Tensor({np.array2string(self._value, precision=4)}{made_by})"
+        return (
+            f"Tensor({np.array2string(self._value, precision=4)}{made_by})"
+        )
 
     def __len__(self) -> int:
         return len(self._value)
@@ -162,7 +177,8 @@ class Tensor:
     def item(self) -> float:
         return self._value.item()
 
-    # -- the operators -----------------------------------------------------------------
+    # -- the
+    # operators -------------------------------------------------------------
 
     def __add__(self, other):
         return add(self, other)
@@ -222,52 +238,62 @@ class Tensor:
     def transpose(self, *axes) -> Tensor:
         return transpose(self, (axes[0] if len(axes) == 1 else axes) or None)
 
-    # -- reverse mode ----------------------------------------------------------------
+    # -- reverse
+    # mode ----------------------------------------------------------------
 
     def backward(self, grad=None, retain_graph: bool = False) -> None:
-        """Fill ``.grad`` on the leaves this tensor was computed from (eq. ``ad-reverse``).
+        """Fill ``.grad`` on the leaves this tensor was computed from
+        (eq. ``ad-reverse``).
 
-        grad: the seed ∂E/∂(this tensor), with this tensor's shape. It may be left
-        out only when this tensor holds a single number (the loss); it is then 1.
-        retain_graph: keep the graph, to go through it again; by default it is
-        released as the pass goes.
+        grad: the seed ∂E/∂(this tensor), with this tensor's shape. It may be
+        left out only when this tensor holds a single number (the loss); it
+        is then 1. retain_graph: keep the graph, to go through it again; by
+        default it is released as the pass goes.
         """
         if not self.requires_grad:
             raise RuntimeError(
-                "backward() on a tensor that requires no gradient: nothing it was "
-                "computed from has requires_grad=True"
+                "backward() on a tensor that requires no gradient: nothing "
+                "it was computed from has requires_grad=True"
             )
         if grad is None:
             if self.size != 1:
                 raise ValueError(
-                    f"backward() without a seed gradient needs a single number (a "
-                    f"loss); this tensor has shape {self.shape}. Pass "
-                    f"backward(grad) with grad of shape {self.shape}, or reduce it "
-                    f"first, e.g. y.sum().backward()"
+                    "backward() without a seed gradient needs a single "
+                    f"number (a loss); this tensor has shape {self.shape}. "
+                    f"Pass backward(grad) with grad of shape {self.shape}, "
+                    "or reduce it first, e.g. y.sum().backward()"
                 )
             grad = np.ones_like(self._value)
         grad = np.asarray(grad, dtype=self.dtype)
         if grad.shape != self.shape:
             raise ValueError(
-                f"the seed gradient must have the tensor's shape {self.shape}; "
-                f"got {grad.shape}"
+                "the seed gradient must have the tensor's shape "
+                f"{self.shape}; got {grad.shape}"
             )
-        pending = {id(self): grad}  # gradients that have arrived, not yet passed on
-        order = [node for node in _topological_order(self) if node.requires_grad]
+        # gradients that have arrived, not yet passed on
+        pending = {id(self): grad}
+        order = [
+            node for node in _topological_order(self) if node.requires_grad
+        ]
         for node in reversed(order):
             g = pending.pop(id(node))
-            if node.is_leaf or node._retains_grad:  # a fresh array of its own
-                node.grad = np.array(g) if node.grad is None else node.grad + g
+            # a fresh array of its own
+            if node.is_leaf or node._retains_grad:
+                node.grad = (
+                    np.array(g) if node.grad is None else node.grad + g
+                )
             if node.is_leaf:
                 continue
             for parent, gp in zip(node._parents, _pullback(node, g)):
                 if gp is None:  # a constant: no gradient
                     continue
-                if id(parent) in pending:  # used more than once: the uses add
+                # used more than once: the uses add
+                if id(parent) in pending:
                     pending[id(parent)] = pending[id(parent)] + gp
                 else:
                     pending[id(parent)] = gp
-            if not retain_graph:  # release the inputs, and the values the VJPs read
+            # release the inputs, and the values the VJPs read
+            if not retain_graph:
                 node._parents = ()
 
     def retain_grad(self) -> None:
@@ -275,10 +301,11 @@ class Tensor:
         self._retains_grad = True
 
     def zero_grad(self) -> None:
-        """Clear ``.grad`` on this tensor and on everything it was computed from.
+        """Clear ``.grad`` on this tensor and on all it was computed from.
 
-        On a leaf, only its own. Refused once backward() has released the graph,
-        which no longer knows the leaves: clear theirs, ``leaf.zero_grad()``.
+        On a leaf, only its own. Refused once backward() has released the
+        graph, which no longer knows the leaves: clear theirs,
+        ``leaf.zero_grad()``.
         """
         order = _topological_order(self)
         if any(node._op and not node._parents for node in order):
@@ -290,7 +317,7 @@ class Tensor:
             node.grad = None
 
 
-# --- recording --------------------------------------------------------------------
+# --- recording -------------------------------------------------------------
 
 _recording = True
 
@@ -299,8 +326,8 @@ _recording = True
 def no_grad() -> Iterator[None]:
     """Run operations without recording them, as ``torch.no_grad``.
 
-    Inside, every output is a constant with no parents: values (and tangents) are
-    computed, no graph is kept.
+    Inside, every output is a constant with no parents: values (and tangents)
+    are computed, no graph is kept.
     """
     global _recording
     before, _recording = _recording, False
@@ -311,56 +338,69 @@ def no_grad() -> Iterator[None]:
 
 
 def _apply(op: str, *inputs, **params) -> Tensor:
-    """Run primitive ``op`` forward and, if an input requires a gradient, record it."""
+    """Run ``op`` forward; record it if an input needs a gradient."""
     tensors = _as_tensors(inputs)
     values = [t.value for t in tensors]
     out = Tensor(RULES[op][0](*values, **params), requires_grad=False)
-    if _recording and any(t.requires_grad for t in tensors):  # record the node
+    # record the node
+    if _recording and any(t.requires_grad for t in tensors):
         out.requires_grad, out._op, out._params = True, op, params
         out._parents = tensors
         out._versions = tuple(t._version for t in (out, *tensors))
-    if any(t.tangent is not None for t in tensors):  # forward mode, eq. ad-jvp
+    # forward mode, eq. ad-jvp
+    if any(t.tangent is not None for t in tensors):
         out.tangent = _push_tangent(op, out, tensors, params)
     return out
 
 
 def _as_tensors(inputs) -> tuple[Tensor, ...]:
-    """The inputs of an operation as Tensors; numpy arrays and numbers are constants.
+    """An operation's inputs as Tensors; arrays and numbers are constants.
 
-    A Python number takes the dtype of the arrays it meets, as in numpy (NEP 50).
+    A Python number takes the dtype of the arrays it meets, as in numpy
+    (NEP 50).
     """
     xs = [
-        x if isinstance(x, Tensor) or _is_number(x) else Tensor(x, requires_grad=False)
+        x
+        if isinstance(x, Tensor) or _is_number(x)
+        else Tensor(x, requires_grad=False)
         for x in inputs
     ]
     dtypes = [x.dtype for x in xs if isinstance(x, Tensor)]
-    weak = np.result_type(*dtypes) if dtypes else np.float64  # the dtype a number gets
+    # the dtype a number gets
+    weak = np.result_type(*dtypes) if dtypes else np.float64
     return tuple(
-        x if isinstance(x, Tensor) else Tensor(np.array(x, weak), requires_grad=False)
+        x
+        if isinstance(x, Tensor)
+        else Tensor(np.array(x, weak), requires_grad=False)
         for x in xs
     )
 
 
 def _is_number(x) -> bool:
-    """A Python int or float (numpy's scalars, even ``np.float64``, are arrays)."""
+    """A Python int or float (numpy scalars, np.float64 too, are arrays)."""
     return isinstance(x, int | float) and not isinstance(x, np.generic)
 
 
 def _push_tangent(op: str, out: Tensor, tensors, params) -> np.ndarray:
-    """``J v`` of one primitive: the sum over its inputs of ``J_i v_i`` (eq. ``ad-jvp``)."""
+    """``J v`` of one primitive: the sum over its inputs of ``J_i v_i``
+    (eq. ``ad-jvp``)."""
     if op not in JVP_RULES:
         raise NotImplementedError(f"forward mode has no JVP rule for {op!r}")
     jvp, values = JVP_RULES[op], [t.value for t in tensors]
-    if callable(jvp):  # a fused op: every tangent at once, zeros where there is none
+    # a fused op: every tangent at once, zeros where there is none
+    if callable(jvp):
         ts = [
-            np.zeros_like(t.value) if t.tangent is None else t.tangent for t in tensors
+            np.zeros_like(t.value) if t.tangent is None else t.tangent
+            for t in tensors
         ]
         tangent = jvp(ts, out.value, *values, **params)
     else:  # one JVP per input that has a tangent
         tangent = np.zeros((), out.dtype)
         for jvp_i, t in zip(jvp, tensors):
             if t.tangent is not None:
-                tangent = tangent + jvp_i(t.tangent, out.value, *values, **params)
+                tangent = tangent + jvp_i(
+                    t.tangent, out.value, *values, **params
+                )
     return np.broadcast_to(tangent, out.shape).astype(out.dtype)
 
 
@@ -368,13 +408,14 @@ def _tangent_like(tangent, value: np.ndarray) -> np.ndarray:
     t = np.array(tangent, dtype=value.dtype)
     if t.shape != value.shape:
         raise ValueError(
-            f"a tangent must have its tensor's shape {value.shape}; got {t.shape}"
+            f"a tangent must have its tensor's shape {value.shape}; got "
+            f"{t.shape}"
         )
     return t
 
 
 def _plain_index(index):
-    """An index with any Tensor in it replaced by its integer values (a copy)."""
+    """An index with any Tensor in it replaced by its integers (a copy)."""
     if isinstance(index, tuple):
         return tuple(_plain_index(i) for i in index)
     if isinstance(index, Tensor):
@@ -384,21 +425,22 @@ def _plain_index(index):
     return index
 
 
-# --- the backward pass --------------------------------------------------------------
+# --- the backward pass -----------------------------------------------------
 
 
 def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray | None]:
     """What ``node`` sends back to each of its inputs, ``J_{node,input}ᵀ g``.
 
-    The primitive's VJP for every input that requires a gradient (``None`` for the
-    others), then, for an input that was broadcast in the forward pass, the sum
-    over its copies (eq. ``mb-unbroadcast``): each result has its input's shape and
-    dtype.
+    The primitive's VJP for every input that requires a gradient
+    (``None`` for the others), then, for an input that was broadcast in the
+    forward pass, the sum over its copies (eq. ``mb-unbroadcast``): each
+    result has its input's shape and dtype.
     """
     _check_saved(node)
     vjp, values = RULES[node._op][1], [p.value for p in node._parents]
     needs = [p.requires_grad for p in node._parents]
-    if callable(vjp):  # a fused op: every gradient at once; keep those needed
+    # a fused op: every gradient at once; keep those needed
+    if callable(vjp):
         every = vjp(g, node.value, *values, needs=needs, **node._params)
         grads = [gi if need else None for gi, need in zip(every, needs)]
     else:  # one VJP per input: call only those needed
@@ -408,36 +450,41 @@ def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray | None]:
         ]
     pulled = []
     for parent, gp in zip(node._parents, grads):
-        if gp is not None and np.shape(gp) != parent.shape:  # broadcast forward:
+        # broadcast forward:
+        if gp is not None and np.shape(gp) != parent.shape:
             gp = unbroadcast(gp, parent.shape)  # sum over the copies
         pulled.append(None if gp is None else np.asarray(gp, parent.dtype))
     return pulled
 
 
 def _check_saved(node: Tensor) -> None:
-    """Refuse a node whose graph was released or whose saved values have changed."""
+    """Refuse a node whose graph is released or whose inputs changed."""
     if not node._parents:
         raise RuntimeError(
-            f"backward through {node._op!r} a second time: the first backward() "
-            f"released the graph. Call backward(retain_graph=True) the first time "
-            f"to go through it again, or compute the forward pass again"
+            f"backward through {node._op!r} a second time: the first "
+            "backward() released the graph. Call "
+            "backward(retain_graph=True) the first time to go through it "
+            "again, or compute the forward pass again"
         )
-    for i, (t, version) in enumerate(zip((node, *node._parents), node._versions)):
+    for i, (t, version) in enumerate(
+        zip((node, *node._parents), node._versions)
+    ):
         if t._version != version:
             which = "its output" if i == 0 else f"its input {i - 1}"
             raise RuntimeError(
-                f"{node._op!r}: {which}, of shape {t.shape}, was changed after the "
-                f"forward pass (version {t._version}, recorded at version "
-                f"{version}); its gradient would belong to values the forward pass "
-                f"never saw. Compute the forward pass again after the change"
+                f"{node._op!r}: {which}, of shape {t.shape}, was changed "
+                f"after the forward pass (version {t._version}, recorded at "
+                f"version {version}); its gradient would belong to values "
+                "the forward pass never saw. Compute the forward pass "
+                "again after the change"
             )
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
     """Every tensor ``root`` depends on, each after all of its inputs.
 
-    Depth-first, with an explicit stack instead of recursion, so that a chain of
-    any length is fine: Python's recursion limit (1000) does not apply.
+    Depth-first, with an explicit stack instead of recursion, so that a chain
+    of any length is fine: Python's recursion limit (1000) does not apply.
     """
     order: list[Tensor] = []
     visited: set[int] = set()
@@ -451,24 +498,29 @@ def _topological_order(root: Tensor) -> list[Tensor]:
             continue
         visited.add(id(node))
         stack.append((node, True))  # comes back after all of its inputs
-        stack.extend((p, False) for p in node._parents if id(p) not in visited)
+        stack.extend(
+            (p, False) for p in node._parents if id(p) not in visited
+        )
     return order
 
 
 def _binary(op: str, x, y) -> Tensor:
-    """An element-wise primitive of two arrays that numpy broadcasts together."""
-    shapes = [np.shape(v.value if isinstance(v, Tensor) else v) for v in (x, y)]
+    """An element-wise primitive of two arrays that numpy broadcasts."""
+    shapes = [
+        np.shape(v.value if isinstance(v, Tensor) else v) for v in (x, y)
+    ]
     try:
         np.broadcast_shapes(*shapes)
     except ValueError:
         raise ValueError(
-            f"{op}: shapes {shapes[0]} and {shapes[1]} do not broadcast; aligned at "
-            f"the right, each pair of lengths must be equal or contain a 1"
+            f"{op}: shapes {shapes[0]} and {shapes[1]} do not broadcast; "
+            "aligned at the right, each pair of lengths must be equal or "
+            "contain a 1"
         ) from None
     return _apply(op, x, y)
 
 
-# --- the primitives as functions --------------------------------------------------
+# --- the primitives as functions -------------------------------------------
 
 
 def add(x, y) -> Tensor:
@@ -492,20 +544,23 @@ def div(x, y) -> Tensor:
 
 
 def power(x, y) -> Tensor:
-    """``x ** y``; a constant exponent (a number, or an array) is not differentiated."""
+    """``x ** y``; a constant exponent (number, array) gets no gradient."""
     if isinstance(y, Tensor):
         return _binary("pow", x, y)
     return _apply("pow_const", x, c=y)
 
 
 def matmul(x, y) -> Tensor:
-    """``x @ y`` as numpy computes it: vectors, matrices, and stacks of matrices."""
-    sx, sy = (np.shape(v.value if isinstance(v, Tensor) else v) for v in (x, y))
+    """``x @ y`` as numpy does it: vectors, matrices, stacks of them."""
+    sx, sy = (
+        np.shape(v.value if isinstance(v, Tensor) else v) for v in (x, y)
+    )
     inner_x, inner_y = sx[-1:], sy[-2:-1] if len(sy) > 1 else sy
     if not sx or not sy or inner_x != inner_y:
         raise ValueError(
-            f"matmul: shapes {sx} and {sy} do not fit: x @ y needs the last axis of x "
-            f"to match the {'first' if len(sy) == 1 else 'second-to-last'} axis of y"
+            f"matmul: shapes {sx} and {sy} do not fit: x @ y needs the last "
+            "axis of x to match the "
+            f"{'first' if len(sy) == 1 else 'second-to-last'} axis of y"
         )
     return _apply("matmul", x, y)
 
@@ -521,7 +576,8 @@ def log(x) -> Tensor:
 
 
 def tanh(x) -> Tensor:
-    """``tanh``, element-wise; its VJP is ``layers.tanh_vjp`` (eq. ``grad-z``)."""
+    """``tanh``, element-wise; its VJP is ``layers.tanh_vjp``
+    (eq. ``grad-z``)."""
     return _apply("tanh", x)
 
 
@@ -551,12 +607,14 @@ def reshape(x, shape) -> Tensor:
     try:
         np.empty(x.shape).reshape(shape)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"cannot reshape a tensor of shape {x.shape}: {exc}") from None
+        raise ValueError(
+            f"cannot reshape a tensor of shape {x.shape}: {exc}"
+        ) from None
     return _apply("reshape", x, shape=shape)
 
 
 def transpose(x, axes=None) -> Tensor:
-    """Permute the axes (reverse them when ``axes`` is ``None``); ``x.T`` for a matrix."""
+    """Permute the axes (reverse if ``axes`` is None); ``x.T`` if 2-D."""
     return _apply("transpose", x, axes=None if axes is None else tuple(axes))
 
 
@@ -566,7 +624,9 @@ def einsum(spec: str, *operands) -> Tensor:
     Explicit (``"bij,bjk->bik"``) and implicit (``"ij,jk"``) forms, repeated
     letters (``"ii->i"``) and ``...`` are all accepted.
     """
-    values = [o.value if isinstance(o, Tensor) else np.asarray(o) for o in operands]
+    values = [
+        o.value if isinstance(o, Tensor) else np.asarray(o) for o in operands
+    ]
     try:
         np.einsum(spec, *values)
         _einsum_parts(spec, [v.shape for v in values])
@@ -578,12 +638,13 @@ def einsum(spec: str, *operands) -> Tensor:
 
 
 def softmax(x) -> Tensor:
-    """Softmax along the last axis; its VJP is ``losses.softmax_vjp`` (eq. ``grad-softmax``)."""
+    """Softmax along the last axis; its VJP is ``losses.softmax_vjp``
+    (eq. ``grad-softmax``)."""
     return _apply("softmax", x)
 
 
 def softmax_cross_entropy(logits, labels) -> Tensor:
-    """Mean cross-entropy of ``softmax(logits)`` against integer labels: a scalar.
+    """Mean cross-entropy of ``softmax(logits)`` against integer labels.
 
     logits: (B, K).  labels: (B,) integers. Forward and VJP are
     ``losses.softmax_cross_entropy`` (eqs. ``loss-ce``, ``grad-ce``).
@@ -592,27 +653,28 @@ def softmax_cross_entropy(logits, labels) -> Tensor:
 
 
 def mse(prediction, target) -> Tensor:
-    """Mean squared error over every entry (``losses.mse``); differentiable in both."""
+    """``losses.mse``, the mean squared error; differentiable in both."""
     return _binary("mse", prediction, target)
 
 
 def linear(A, W, b) -> Tensor:
-    """``A Wᵀ + b`` as one primitive, with ``layers.linear_vjp`` (eq. ``batch-grads``)."""
+    """``A Wᵀ + b`` as one primitive, with ``layers.linear_vjp``
+    (eq. ``batch-grads``)."""
     return _apply("linear", A, W, b)
 
 
 def layer_norm(X, gamma, beta, eps: float = 1e-5) -> Tensor:
-    """``norm.layer_norm`` over the last axis, with ``norm.layer_norm_vjp``."""
+    """``norm.layer_norm`` over the last axis, with its VJP."""
     return _apply("layer_norm", X, gamma, beta, eps=eps)
 
 
 def batch_norm(X, gamma, beta, eps: float = 1e-5) -> Tensor:
-    """``norm.batch_norm`` (training mode, X (B, n)), with ``norm.batch_norm_vjp``."""
+    """``norm.batch_norm`` (training mode, X (B, n)), with its VJP."""
     return _apply("batch_norm", X, gamma, beta, eps=eps)
 
 
 def conv2d(X, W, b=None, stride=1, padding=0) -> Tensor:
-    """``conv.conv2d`` (NCHW), with ``conv.conv2d_vjp``; ``b=None`` means no bias."""
+    """``conv.conv2d`` (NCHW), with its VJP; ``b=None`` means no bias."""
     if b is None:
         W_value = W.value if isinstance(W, Tensor) else np.asarray(W)
         b = np.zeros(W_value.shape[0], W_value.dtype)
@@ -620,25 +682,25 @@ def conv2d(X, W, b=None, stride=1, padding=0) -> Tensor:
 
 
 def rnn(X, h0, W_xh, W_hh, b) -> Tensor:
-    """``recurrent.rnn``: the hidden states (B, T, n_h), with ``recurrent.rnn_vjp``."""
+    """``recurrent.rnn``: the hidden states (B, T, n_h), with its VJP."""
     return _apply("rnn", X, h0, W_xh, W_hh, b)
 
 
 def attention(Q, K, V, causal: bool = False) -> Tensor:
-    """``attention.attention``: ``softmax(Q Kᵀ/√d) V``, with ``attention_vjp``."""
+    """``attention.attention``: ``softmax(Q Kᵀ/√d) V``, with its VJP."""
     return _apply("attention", Q, K, V, causal=causal)
 
 
 def embedding(ids, E) -> Tensor:
-    """``layers.embedding``: the rows ``E[ids]``; the gradient reaches ``E`` only."""
+    """``layers.embedding``, the rows ``E[ids]``; only E gets a gradient."""
     return _apply("embedding", E, ids=np.array(ids))
 
 
-# --- conveniences -------------------------------------------------------------------
+# --- conveniences ----------------------------------------------------------
 
 
 def grad(f: Callable[[Tensor], Tensor], x) -> np.ndarray:
-    """The gradient of a scalar function ``f`` at ``x``, by one reverse pass."""
+    """The gradient of a scalar ``f`` at ``x``, by one reverse pass."""
     x = Tensor(x)
     out = f(x)
     if isinstance(out, Tensor) and out.requires_grad:
@@ -646,13 +708,17 @@ def grad(f: Callable[[Tensor], Tensor], x) -> np.ndarray:
     return np.zeros_like(x.value) if x.grad is None else x.grad
 
 
-def jvp(f: Callable[..., Tensor], inputs, tangents) -> tuple[np.ndarray, np.ndarray]:
-    """Forward mode: ``f(inputs)`` and its directional derivative ``J v`` (eq. ``ad-jvp``).
+def jvp(
+    f: Callable[..., Tensor], inputs, tangents
+) -> tuple[np.ndarray, np.ndarray]:
+    """Forward mode: ``f(inputs)`` and its directional derivative ``J v``
+    (eq. ``ad-jvp``).
 
-    inputs, tangents: sequences of arrays of matching shapes (or one array each); a
-    tangent of ``None`` holds its input fixed. Every primitive pushes the tangent
-    forward as the values flow, under :func:`no_grad`: no graph is recorded, nothing
-    is kept for a backward pass. Returns ``(value, tangent)`` of the output.
+    inputs, tangents: sequences of arrays of matching shapes
+    (or one array each); a tangent of ``None`` holds its input fixed. Every
+    primitive pushes the tangent forward as the values flow,
+    under :func:`no_grad`: no graph is recorded, nothing is kept for a
+    backward pass. Returns ``(value, tangent)`` of the output.
     """
     if not isinstance(inputs, list | tuple):
         inputs, tangents = [inputs], [tangents]
@@ -662,5 +728,7 @@ def jvp(f: Callable[..., Tensor], inputs, tangents) -> tuple[np.ndarray, np.ndar
     ]
     with no_grad():
         out = f(*xs)
-    tangent = np.zeros_like(out.value) if out.tangent is None else out.tangent
+    tangent = (
+        np.zeros_like(out.value) if out.tangent is None else out.tangent
+    )
     return np.array(out.value), tangent

@@ -1,18 +1,20 @@
-"""The rule tables of the autodiff engine: each primitive's forward, VJPs and JVPs.
+"""The autodiff engine's rule tables: each primitive's forward, VJPs, JVPs.
 
-:data:`~backprop.autodiff.RULES` maps a primitive's name to ``(forward, vjps)``,
-:data:`~backprop.autodiff.JVP_RULES` to its JVPs. Everything here works on numpy
-arrays; the tensor, the graph and the order of the calls are in
+:data:`~backprop.autodiff.RULES` maps a primitive's name to
+``(forward, vjps)``,
+:data:`~backprop.autodiff.JVP_RULES` to its JVPs. Everything here works on
+numpy arrays; the tensor, the graph and the order of the calls are in
 :mod:`backprop.autodiff`. Where a chapter derived a VJP, the table calls that
 chapter's ``*_vjp`` function, so each derivation is written once.
 
-A rule is given the forward output as well as the inputs, as HIPS autograd's are,
-so that ``exp``, ``tanh``, ``sigmoid`` and ``softmax`` read their derivative off
-the output instead of evaluating the function again. Most primitives have one rule
-per input, ``vjp_i(g, out, *inputs, **params)`` and
-``jvp_i(t_i, out, *inputs, **params)``, and the engine calls only those of the
-inputs that need one: no gradient is formed for a constant. A fused op, whose chapter function returns
-every gradient at once, has one function instead; the engine keeps what it needs.
+A rule is given the forward output as well as the inputs, as HIPS autograd's
+are, so that ``exp``, ``tanh``, ``sigmoid`` and ``softmax`` read their
+derivative off the output instead of evaluating the function again. Most
+primitives have one rule per input, ``vjp_i(g, out, *inputs, **params)`` and
+``jvp_i(t_i, out, *inputs, **params)``, and the engine calls only those of
+the inputs that need one: no gradient is formed for a constant. A fused op,
+whose chapter function returns every gradient at once, has one function
+instead; the engine keeps what it needs.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ from backprop.broadcasting import reshape_vjp, transpose_vjp
 __all__ = ["RULES", "JVP_RULES"]
 
 
-# --- VJPs and JVPs that take more than a line -------------------------------------
+# --- VJPs and JVPs that take more than a line ------------------------------
 
 
 def _power_slope(x, c):
     """``d(xᶜ)/dx = c x^(c−1)``, taken as 0 for ``c = 0`` even at ``x = 0``.
 
-    The exponent ``c − 1`` is raised to 0 where ``c = 0``: ``0 · x⁰ = 0``, where
-    ``0 · 0⁻¹`` would be NaN.
+    The exponent ``c − 1`` is raised to 0 where ``c = 0``: ``0 · x⁰ = 0``,
+    where ``0 · 0⁻¹`` would be NaN.
     """
     return c * x ** (c - 1 + (c == 0))
 
@@ -51,12 +53,16 @@ def _sum_vjp(g, out, x, axis=None, keepdims=False):
 
 
 def _mean_vjp(g, out, x, axis=None, keepdims=False):
-    n = x.size if axis is None else math.prod(x.shape[a] for a in np.atleast_1d(axis))
+    n = (
+        x.size
+        if axis is None
+        else math.prod(x.shape[a] for a in np.atleast_1d(axis))
+    )
     return _sum_vjp(g, out, x, axis, keepdims) / n
 
 
 def _as_matrices(g, A, B):
-    """``g``, ``A``, ``B`` with a vector made a one-row (A) or one-column (B) matrix."""
+    """``g``, ``A``, ``B``; a vector made one row (A) or one column (B)."""
     if B.ndim == 1:
         B, g = B[:, None], np.expand_dims(g, -1)
     if A.ndim == 1:
@@ -65,7 +71,7 @@ def _as_matrices(g, A, B):
 
 
 def _matmul_vjp_a(g, C, A, B):
-    """``C = A B``: ``dA = dC Bᵀ``, eq. ``grad-a`` with ``W = Bᵀ``. One product."""
+    """``C = A B``: ``dA = dC Bᵀ`` (eq. ``grad-a``, W = Bᵀ), one product."""
     g2, _, B2 = _as_matrices(g, A, B)
     dA = g2 @ np.swapaxes(B2, -1, -2)
     return dA[..., 0, :] if A.ndim == 1 else dA
@@ -74,7 +80,8 @@ def _matmul_vjp_a(g, C, A, B):
 def _matmul_vjp_b(g, C, A, B):
     """``C = A B``: ``dB = Aᵀ dC``, eq. ``grad-w`` transposed. One product.
 
-    Stacked matrices broadcast; the engine sums their gradients back over the copies.
+    Stacked matrices broadcast; the engine sums their gradients back over the
+    copies.
     """
     g2, A2, _ = _as_matrices(g, A, B)
     dB = np.swapaxes(A2, -1, -2) @ g2
@@ -82,7 +89,7 @@ def _matmul_vjp_b(g, C, A, B):
 
 
 def _getitem_vjp(g, out, x, index):
-    """Indexing picks entries; its adjoint puts ``g`` back, adding repeated picks."""
+    """Indexing picks entries; its adjoint adds ``g`` back where it took."""
     dx = np.zeros(x.shape, dtype=np.result_type(g, x))
     np.add.at(dx, index, g)
     return dx
@@ -94,52 +101,71 @@ def _sigmoid(x):
 
 
 def _rows(f):
-    """Apply a row-wise (B, K) function of the losses chapter along the last axis."""
+    """Apply a row-wise (B, K) function of the losses chapter on axis -1."""
 
     def along_last_axis(*arrays):
         K = arrays[-1].shape[-1]
-        return f(*(a.reshape(-1, K) for a in arrays)).reshape(arrays[-1].shape)
+        return f(*(a.reshape(-1, K) for a in arrays)).reshape(
+            arrays[-1].shape
+        )
 
     return along_last_axis
 
 
 def _sce(logits, labels):
-    return np.array(losses.softmax_cross_entropy(logits, labels)[0], logits.dtype)
+    return np.array(
+        losses.softmax_cross_entropy(logits, labels)[0], logits.dtype
+    )
 
 
 def _sce_vjp(g, E, logits, labels):
-    """``g (softmax(Z) − Y)/B``, the fused gradient of the cross-entropy (eq. ``grad-ce``)."""
+    """``g (softmax(Z) − Y)/B``, the fused gradient of the cross-entropy
+    (eq. ``grad-ce``)."""
     return g * losses.softmax_cross_entropy(logits, labels)[1]
 
 
 def _mse_vjp(g, p, y):
-    """``losses.mse_vjp`` on the broadcast arrays: the mean runs over every entry of
-    the broadcast difference, as in the forward pass."""
+    """``losses.mse_vjp`` on the broadcast arrays: the mean runs over every
+    entry of the broadcast difference, as in the forward pass."""
     P, Y = (np.atleast_1d(a) for a in np.broadcast_arrays(p, y))
-    return losses.mse_vjp(g, P, Y).reshape(np.broadcast_shapes(p.shape, y.shape))
+    return losses.mse_vjp(g, P, Y).reshape(
+        np.broadcast_shapes(p.shape, y.shape)
+    )
 
 
 def _norm_jvp(tangents, X, gamma, eps, axis):
-    """``dY = dγ ⊙ X̂ + γ ⊙ dX̂ + dβ`` with ``dX̂ = (1/σ) M dX`` (eq. ``rn-ln-diff``).
+    """``dY = dγ ⊙ X̂ + γ ⊙ dX̂ + dβ`` with ``dX̂ = (1/σ) M dX``
+    (eq. ``rn-ln-diff``).
 
     ``M`` is symmetric, so the JVP of the standardisation is its VJP.
     """
     dX, dgamma, dbeta = tangents
     Xhat, sigma = norm._standardize(X, axis, eps)
-    return dgamma * Xhat + gamma * norm._standardize_vjp(dX, Xhat, sigma, axis) + dbeta
+    return (
+        dgamma * Xhat
+        + gamma * norm._standardize_vjp(dX, Xhat, sigma, axis)
+        + dbeta
+    )
 
 
 def _rnn_jvp(tangents, H, X, h0, W_xh, W_hh, b):
     """Forward mode through time, from the states ``H`` of the forward pass:
 
-    ``dh_t = (1 − h_t²) ⊙ (dx_t W_xhᵀ + x_t dW_xhᵀ + dh_{t−1} W_hhᵀ + h_{t−1} dW_hhᵀ
+    ``dh_t = (1 − h_t²) ⊙ (dx_t W_xhᵀ + x_t dW_xhᵀ + dh_{t−1} W_hhᵀ + h_{t−1}
+    dW_hhᵀ
     + db)``, starting from the tangent ``dh_0`` of ``h0``.
     """
     dX, dh0, dW_xh, dW_hh, db = tangents
     dH = np.empty_like(H)
     dh, h_prev = dh0, h0
     for t in range(X.shape[1]):
-        dZ = dX[:, t] @ W_xh.T + X[:, t] @ dW_xh.T + dh @ W_hh.T + h_prev @ dW_hh.T + db
+        dZ = (
+            dX[:, t] @ W_xh.T
+            + X[:, t] @ dW_xh.T
+            + dh @ W_hh.T
+            + h_prev @ dW_hh.T
+            + db
+        )
         dh = dH[:, t] = (1 - H[:, t] ** 2) * dZ
         h_prev = H[:, t]
     return dH
@@ -149,36 +175,44 @@ def _attention_jvp(tangents, O, Q, K, V, causal):
     """Forward mode through attention, the differential of each step in turn:
 
     ``dS = (dQ Kᵀ + Q dKᵀ)/√d``, ``dP = P ⊙ (dS − rowsum(P ⊙ dS))``,
-    ``dO = dP V + P dV``. The softmax's row Jacobian is symmetric, so its JVP is
-    ``softmax_rows_vjp``.
+    ``dO = dP V + P dV``. The softmax's row Jacobian is symmetric, so its JVP
+    is ``softmax_rows_vjp``.
     """
     dQ, dK, dV = tangents
     P = attn.attention_weights(Q, K, causal)
-    dS = (dQ @ np.swapaxes(K, -1, -2) + Q @ np.swapaxes(dK, -1, -2)) / math.sqrt(
-        Q.shape[-1]
-    )
+    dS = (
+        dQ @ np.swapaxes(K, -1, -2) + Q @ np.swapaxes(dK, -1, -2)
+    ) / math.sqrt(Q.shape[-1])
     return attn.softmax_rows_vjp(dS, P) @ V + P @ dV
 
 
-# --- einsum: one rule for every index expression ----------------------------------
+# --- einsum: one rule for every index expression ---------------------------
 
 
 def _einsum_parts(spec: str, shapes) -> tuple[list[str], str]:
-    """Explicit subscripts: ``...`` spelled out with unused letters, and the output."""
+    """Explicit subscripts (``...`` as unused letters), and the output."""
     spec = spec.replace(" ", "")
     inputs, arrow, output = spec.partition("->")
     subs = inputs.split(",")
     if len(subs) != len(shapes):
         raise ValueError(
-            f"einsum {spec!r} names {len(subs)} operands but got {len(shapes)}"
+            f"einsum {spec!r} names {len(subs)} operands but got "
+            f"{len(shapes)}"
         )
     free = [c for c in string.ascii_letters if c not in spec]
-    ranks = [len(shape) - len(s.replace("...", "")) for s, shape in zip(subs, shapes)]
-    ell = "".join(free[: max([r for s, r in zip(subs, ranks) if "..." in s] or [0])])
-    subs = [
-        s.replace("...", ell[len(ell) - r :] if r else "") for s, r in zip(subs, ranks)
+    ranks = [
+        len(shape) - len(s.replace("...", ""))
+        for s, shape in zip(subs, shapes)
     ]
-    if not arrow:  # implicit mode: the broadcast axes, then the letters seen once
+    ell = "".join(
+        free[: max([r for s, r in zip(subs, ranks) if "..." in s] or [0])]
+    )
+    subs = [
+        s.replace("...", ell[len(ell) - r :] if r else "")
+        for s, r in zip(subs, ranks)
+    ]
+    # implicit mode: the broadcast axes, then the letters seen once
+    if not arrow:
         counts = Counter("".join(subs))
         output = ell + "".join(
             sorted(c for c, k in counts.items() if k == 1 and c not in ell)
@@ -188,17 +222,23 @@ def _einsum_parts(spec: str, shapes) -> tuple[list[str], str]:
 
 
 def _einsum_vjp(g, spec, xs, needs):
-    """The gradient of operand ``i``, for each ``i`` that needs one: contract ``g``
-    with every other operand.
+    """The gradient of operand ``i``, for each ``i`` that needs one: contract
+    ``g`` with every other operand.
 
-    In index form ``C[out] = Σ Π_j X_j[s_j]``, so ``∂E/∂X_i[s_i]`` is the same sum
-    with ``X_i`` replaced by ``G[out]`` — another einsum, into ``s_i``. Letters that
-    only ``s_i`` has were summed away in the forward pass: their gradient is ``g``
-    copied along them. A repeated letter (``ii``) lies on a diagonal.
+    In index form ``C[out] = Σ Π_j X_j[s_j]``, so ``∂E/∂X_i[s_i]`` is the
+    same sum with ``X_i`` replaced by ``G[out]`` — another einsum, into
+    ``s_i``. Letters that only ``s_i`` has were summed away in the forward
+    pass: their gradient is ``g`` copied along them. A repeated letter
+    (``ii``) lies on a diagonal.
     """
     subs, out = _einsum_parts(spec, [x.shape for x in xs])
-    sizes = {c: n for s, x in zip(subs, xs) for c, n in zip(s, x.shape) if n != 1}
-    full = [np.broadcast_to(x, [sizes.get(c, 1) for c in s]) for s, x in zip(subs, xs)]
+    sizes = {
+        c: n for s, x in zip(subs, xs) for c, n in zip(s, x.shape) if n != 1
+    }
+    full = [
+        np.broadcast_to(x, [sizes.get(c, 1) for c in s])
+        for s, x in zip(subs, xs)
+    ]
     grads = []
     for i, s in enumerate(subs):
         if not needs[i]:
@@ -208,12 +248,18 @@ def _einsum_vjp(g, spec, xs, needs):
         letters = "".join(dict.fromkeys(s))
         seen = set(out).union(*(o for o, _ in others))
         only_here = "".join(c for c in letters if c not in seen)
-        terms, operands = [out, *(o for o, _ in others)], [g, *(x for _, x in others)]
+        terms, operands = (
+            [out, *(o for o, _ in others)],
+            [g, *(x for _, x in others)],
+        )
         if only_here:  # copy g along the letters it was summed over
             terms.append(only_here)
-            operands.append(np.ones([sizes.get(c, 1) for c in only_here], g.dtype))
+            operands.append(
+                np.ones([sizes.get(c, 1) for c in only_here], g.dtype)
+            )
         gi = np.einsum(",".join(terms) + "->" + letters, *operands)
-        if len(letters) < len(s):  # a diagonal: write gi onto it, zeros elsewhere
+        # a diagonal: write gi onto it, zeros elsewhere
+        if len(letters) < len(s):
             d = np.zeros(full[i].shape, dtype=gi.dtype)
             np.einsum(f"{s}->{letters}", d)[...] = gi
             gi = d
@@ -222,71 +268,98 @@ def _einsum_vjp(g, spec, xs, needs):
 
 
 def _einsum_jvp(tangents, spec, xs):
-    """An einsum is linear in each operand: add the einsums with one tangent each."""
-    return [np.einsum(spec, *xs[:i], t, *xs[i + 1 :]) for i, t in enumerate(tangents)]
+    """An einsum is linear in each operand: a sum, one tangent a term."""
+    return [
+        np.einsum(spec, *xs[:i], t, *xs[i + 1 :])
+        for i, t in enumerate(tangents)
+    ]
 
 
-# --- the rule table: one primitive per line ---------------------------------------
+# --- the rule table: one primitive per entry -------------------------------
 #
 #   name: (forward(*inputs, **params), the VJPs)
 #
-# The VJPs: one per input, vjp_i(g, out, *inputs, **params) -> ∂E/∂input_i, with the
-# input's shape or one that broadcasts to it. The engine calls only those of the
-# inputs that need a gradient. A fused op has one function for all of them,
-# vjp(g, out, *inputs, needs, **params) -> every ∂E/∂input; the engine drops the
-# ones not needed.
+# The VJPs: one per input, vjp_i(g, out, *inputs, **params) -> ∂E/∂input_i,
+# with the input's shape or one that broadcasts to it. The engine calls only
+# those of the inputs that need a gradient. A fused op has one function for
+# all of them, vjp(g, out, *inputs, needs, **params) -> every ∂E/∂input; the
+# engine drops the ones not needed.
 
 RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
-    "add":       (np.add,      (lambda g, z, x, y: g, lambda g, z, x, y: g)),
-    "sub":       (np.subtract, (lambda g, z, x, y: g, lambda g, z, x, y: -g)),
-    "mul":       (np.multiply, (lambda g, z, x, y: g * y, lambda g, z, x, y: g * x)),
-    "div":       (np.divide,   (lambda g, z, x, y: g / y, lambda g, z, x, y: -g * z / y)),
+    "add":       (np.add,      (lambda g, z, x, y: g,
+                                lambda g, z, x, y: g)),
+    "sub":       (np.subtract, (lambda g, z, x, y: g,
+                                lambda g, z, x, y: -g)),
+    "mul":       (np.multiply, (lambda g, z, x, y: g * y,
+                                lambda g, z, x, y: g * x)),
+    "div":       (np.divide,   (lambda g, z, x, y: g / y,
+                                lambda g, z, x, y: -g * z / y)),
     "pow":       (np.power,    (lambda g, z, x, y: g * _power_slope(x, y),
                                 lambda g, z, x, y: g * z * np.log(x))),
-    "pow_const": (lambda x, c: x**c, (lambda g, y, x, c: g * _power_slope(x, c),)),
+    "pow_const": (lambda x, c: x**c,
+                               (lambda g, y, x, c: g * _power_slope(x, c),)),
     "matmul":    (np.matmul,   (_matmul_vjp_a, _matmul_vjp_b)),
     "exp":       (np.exp,      (lambda g, y, x: g * y,)),
     "log":       (np.log,      (lambda g, y, x: g / x,)),
     "tanh":      (np.tanh,     (lambda g, y, x: g * (1 - y**2),)),
     "sigmoid":   (_sigmoid,    (lambda g, y, x: g * y * (1 - y),)),
-    "relu":      (lambda x: np.maximum(x, 0), (lambda g, y, x: g * (x > 0),)),
+    "relu":      (lambda x: np.maximum(x, 0),
+                               (lambda g, y, x: g * (x > 0),)),
     "sum":       (np.sum,      (_sum_vjp,)),
     "mean":      (np.mean,     (_mean_vjp,)),
-    "reshape":   (np.reshape,  (lambda g, y, x, shape: reshape_vjp(np.atleast_1d(g), x.shape),)),
-    "transpose": (np.transpose, (lambda g, y, x, axes=None: transpose_vjp(g, axes),)),
+    "reshape":   (np.reshape,  (lambda g, y, x, shape:
+                                reshape_vjp(np.atleast_1d(g), x.shape),)),
+    "transpose": (np.transpose,
+                               (lambda g, y, x, axes=None:
+                                transpose_vjp(g, axes),)),
     "getitem":   (lambda x, index: x[index], (_getitem_vjp,)),
     "einsum":    (lambda *xs, spec: np.einsum(spec, *xs),
-                  lambda g, z, *xs, needs, spec: _einsum_vjp(g, spec, xs, needs)),
-    "softmax":   (_rows(losses.softmax), (lambda g, y, x: attn.softmax_rows_vjp(g, y),)),
-    "softmax_cross_entropy": (_sce, (_sce_vjp,)),
+                  lambda g, z, *xs, needs, spec:
+                  _einsum_vjp(g, spec, xs, needs)),
+    "softmax":   (_rows(losses.softmax),
+                  (lambda g, y, x: attn.softmax_rows_vjp(g, y),)),
+    "softmax_cross_entropy":
+                 (_sce,        (_sce_vjp,)),
     "mse":       (lambda p, y: np.mean((p - y) ** 2),
-                  (lambda g, E, p, y: _mse_vjp(g, p, y), lambda g, E, p, y: -_mse_vjp(g, p, y))),
-    "linear":    (layers.linear, (lambda g, Z, A, W, b: g @ W,  # linear_vjp, line by line
-                                  lambda g, Z, A, W, b: g.T @ A,
-                                  lambda g, Z, A, W, b: g.sum(axis=0))),
-    # the layers beyond the MLP: each chapter's op and its VJP, which returns every
-    # gradient at once
-    "layer_norm": (norm.layer_norm, lambda g, Y, X, gamma, beta, needs, eps:
-                                    norm.layer_norm_vjp(g, X, gamma, eps)),
-    "batch_norm": (norm.batch_norm, lambda g, Y, X, gamma, beta, needs, eps:
-                                    norm.batch_norm_vjp(g, X, gamma, eps)),
-    "conv2d":    (conv.conv2d,   lambda g, Y, X, W, b, needs, **p: conv.conv2d_vjp(g, X, W, **p)),
-    "rnn":       (recurrent.rnn, lambda g, H, *inputs, needs: recurrent.rnn_vjp(g, *inputs)),
-    "attention": (attn.attention, lambda g, O, Q, K, V, needs, causal:
-                                  attn.attention_vjp(g, Q, K, V, causal)),
+                               (lambda g, E, p, y: _mse_vjp(g, p, y),
+                                lambda g, E, p, y: -_mse_vjp(g, p, y))),
+    # linear_vjp, line by line
+    "linear":    (layers.linear,
+                               (lambda g, Z, A, W, b: g @ W,
+                                lambda g, Z, A, W, b: g.T @ A,
+                                lambda g, Z, A, W, b: g.sum(axis=0))),
+    # the layers beyond the MLP: each chapter's op and its VJP, which
+    # returns every gradient at once
+    "layer_norm": (norm.layer_norm,
+                  lambda g, Y, X, gamma, beta, needs, eps:
+                  norm.layer_norm_vjp(g, X, gamma, eps)),
+    "batch_norm": (norm.batch_norm,
+                  lambda g, Y, X, gamma, beta, needs, eps:
+                  norm.batch_norm_vjp(g, X, gamma, eps)),
+    "conv2d":    (conv.conv2d,
+                  lambda g, Y, X, W, b, needs, **p:
+                  conv.conv2d_vjp(g, X, W, **p)),
+    "rnn":       (recurrent.rnn,
+                  lambda g, H, *inputs, needs:
+                  recurrent.rnn_vjp(g, *inputs)),
+    "attention": (attn.attention,
+                  lambda g, O, Q, K, V, needs, causal:
+                  attn.attention_vjp(g, Q, K, V, causal)),
     "embedding": (lambda E, ids: layers.embedding(ids, E),
                   (lambda g, Y, E, ids: layers.embedding_vjp(g, ids, E),)),
 }  # fmt: skip
 
-# Forward mode: the tangent of the output. One function per input, jvp_i(t_i, out,
-# *inputs, **params) = J_i t_i, summed over the inputs that have a tangent (eq.
-# ``ad-jvp``); or, for a fused op, jvp(tangents, out, *inputs, **params), with zeros
-# for the inputs that have none.
+# Forward mode: the tangent of the output. One function per input,
+# jvp_i(t_i, out, *inputs, **params) = J_i t_i, summed over the inputs that
+# have a tangent (eq. ``ad-jvp``); or, for a fused op,
+# jvp(tangents, out, *inputs, **params), with zeros for the inputs that have
+# none.
 JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "add":       (lambda t, z, x, y: t, lambda t, z, x, y: t),
     "sub":       (lambda t, z, x, y: t, lambda t, z, x, y: -t),
     "mul":       (lambda t, z, x, y: t * y, lambda t, z, x, y: x * t),
-    "div":       (lambda t, z, x, y: t / y, lambda t, z, x, y: -t * z / y),
+    "div":       (lambda t, z, x, y: t / y,
+                  lambda t, z, x, y: -t * z / y),
     "pow":       (lambda t, z, x, y: t * _power_slope(x, y),
                   lambda t, z, x, y: t * z * np.log(x)),
     "pow_const": (lambda t, y, x, c: t * _power_slope(x, c),),
@@ -302,14 +375,20 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "transpose": (lambda t, y, x, axes=None: np.transpose(t, axes),),
     "getitem":   (lambda t, y, x, index: t[index],),
     "einsum":    lambda ts, z, *xs, spec: sum(_einsum_jvp(ts, spec, xs)),
-    "softmax":   (lambda t, y, x: attn.softmax_rows_vjp(t, y),),  # its Jacobian is symmetric
-    "softmax_cross_entropy": (lambda t, E, z, labels: np.sum(_sce_vjp(1, E, z, labels) * t),),
+    # its Jacobian is symmetric
+    "softmax":   (lambda t, y, x: attn.softmax_rows_vjp(t, y),),
+    "softmax_cross_entropy":
+                 (lambda t, E, z, labels:
+                  np.sum(_sce_vjp(1, E, z, labels) * t),),
     "mse":       (lambda t, E, p, y: np.mean(2 * (p - y) * t),
                   lambda t, E, p, y: -np.mean(2 * (p - y) * t)),
-    "linear":    (lambda t, Z, A, W, b: t @ W.T, lambda t, Z, A, W, b: A @ t.T,
+    "linear":    (lambda t, Z, A, W, b: t @ W.T,
+                  lambda t, Z, A, W, b: A @ t.T,
                   lambda t, Z, A, W, b: t),
-    "layer_norm": lambda ts, Y, X, gamma, beta, eps: _norm_jvp(ts, X, gamma, eps, axis=-1),
-    "batch_norm": lambda ts, Y, X, gamma, beta, eps: _norm_jvp(ts, X, gamma, eps, axis=0),
+    "layer_norm": lambda ts, Y, X, gamma, beta, eps:
+                  _norm_jvp(ts, X, gamma, eps, axis=-1),
+    "batch_norm": lambda ts, Y, X, gamma, beta, eps:
+                  _norm_jvp(ts, X, gamma, eps, axis=0),
     "conv2d":    (lambda t, Y, X, W, b, **p: conv.conv2d(t, W, None, **p),
                   lambda t, Y, X, W, b, **p: conv.conv2d(X, t, None, **p),
                   lambda t, Y, X, W, b, **p: t[:, None, None]),

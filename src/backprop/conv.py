@@ -1,31 +1,33 @@
-"""Two-dimensional convolution (a cross-correlation, as in deep learning) and its VJP.
+"""2-D convolution (a cross-correlation, as in deep learning) and its VJP.
 
 Layout NCHW, as in PyTorch: ``X`` is ``(B, C, H, W_in)``, the kernel ``W`` is
-``(O, C, kh, kw)``, the bias ``b`` is ``(O,)``. With stride ``(sh, sw)`` and zero
-padding ``(ph, pw)``, ``Xp`` is ``X`` with ``ph`` zero rows above and below and ``pw``
-zero columns left and right, and
+``(O, C, kh, kw)``, the bias ``b`` is ``(O,)``. With stride ``(sh, sw)`` and
+zero padding ``(ph, pw)``, ``Xp`` is ``X`` with ``ph`` zero rows above and
+below and ``pw`` zero columns left and right, and
 
-    Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q] · W[o, c, p, q] + b[o],
+    Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q] ·
+    W[o, c, p, q] + b[o],
 
-of shape ``(B, O, H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1`` (and the
-same for the width). No kernel flip: this is what ``torch.nn.functional.conv2d``
-computes.
+of shape ``(B, O, H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1``
+(and the same for the width). No kernel flip: this is what
+``torch.nn.functional.conv2d`` computes.
 
 The gradients, with ``dY = ∂E/∂Y``:
 
-- ``dW[o, c, p, q] = Σ_{n, i, j} dY[n, o, i, j] · Xp[n, c, sh·i + p, sw·j + q]``, a
-  correlation of the padded input with ``dY``;
+- ``dW[o, c, p, q] = Σ_{n, i, j} dY[n, o, i, j] · Xp[n, c, sh·i + p, sw·j +
+  q]``, a correlation of the padded input with ``dY``;
 - ``db[o] = Σ_{n, i, j} dY[n, o, i, j]``;
-- ``dX``: each input pixel collects ``dY · W`` from every window that contains it. That
-  is a *full* convolution of the stride-dilated ``dY`` with the kernel flipped in both
-  spatial axes and with its two channel axes swapped, a transposed convolution
-  (:func:`conv2d_transpose`).
+- ``dX``: each input pixel collects ``dY · W`` from every window that
+  contains it. That is a *full* convolution of the stride-dilated ``dY`` with
+  the kernel flipped in both spatial axes and with its two channel axes
+  swapped, a transposed convolution (:func:`conv2d_transpose`).
 
-The package computes all three through patches: :func:`im2col` cuts ``Xp`` into one
-``C × kh × kw`` patch per output pixel, the convolution is then a linear layer applied
-to the patches, and the VJP is the linear layer's rule followed by :func:`col2im`,
-which adds each patch's gradient back where the patch came from (fan-out: overlapping
-patches add). Every function checks its input and never modifies it.
+The package computes all three through patches: :func:`im2col` cuts ``Xp``
+into one ``C × kh × kw`` patch per output pixel, the convolution is then a
+linear layer applied to the patches, and the VJP is the linear layer's rule
+followed by :func:`col2im`, which adds each patch's gradient back where the
+patch came from (fan-out: overlapping patches add). Every function checks its
+input and never modifies it.
 """
 
 from __future__ import annotations
@@ -46,15 +48,22 @@ __all__ = [
 ]
 
 
-# -- argument checks -------------------------------------------------------------------
+# -- argument
+# checks -------------------------------------------------------------------
 
 
 def _pair(name: str, value, minimum: int) -> tuple[int, int]:
-    """An int or a pair of ints, each at least ``minimum``, as a pair ``(v_h, v_w)``."""
-    pair = (value, value) if not isinstance(value, tuple | list) else tuple(value)
+    """An int or a pair of ints, each ≥ ``minimum``, as ``(v_h, v_w)``."""
+    pair = (
+        (value, value)
+        if not isinstance(value, tuple | list)
+        else tuple(value)
+    )
     kind = "positive" if minimum == 1 else "non-negative"
     ok = len(pair) == 2 and all(
-        isinstance(v, int | np.integer) and not isinstance(v, bool) and v >= minimum
+        isinstance(v, int | np.integer)
+        and not isinstance(v, bool)
+        and v >= minimum
         for v in pair
     )
     if not ok:
@@ -66,22 +75,24 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
 
 
 def _check_conv(X, W, stride, padding):
-    """Check ``X`` (B, C, H, W_in), ``W`` (O, C, kh, kw), stride and padding."""
+    """Check ``X`` (B, C, H, W_in), ``W`` (O, C, kh, kw), stride, padding."""
     X = as_real_array("X", X, ndim=4)
     W = as_real_array("W", W, ndim=4)
     stride = _pair("stride", stride, 1)
     padding = _pair("padding", padding, 0)
     if W.shape[1] != X.shape[1]:
         raise ValueError(
-            f"W has shape {W.shape}, so it expects {W.shape[1]} input channels, "
-            f"but X has shape {X.shape}, with {X.shape[1]} channels"
+            f"W has shape {W.shape}, so it expects {W.shape[1]} input "
+            f"channels, but X has shape {X.shape}, with {X.shape[1]} "
+            "channels"
         )
     for axis, name in ((2, "height"), (3, "width")):
         padded = X.shape[axis] + 2 * padding[axis - 2]
         if W.shape[axis] > padded:
             raise ValueError(
-                f"the kernel {name} {W.shape[axis]} exceeds the padded input {name} "
-                f"{padded} (X has shape {X.shape}, padding {padding})"
+                f"the kernel {name} {W.shape[axis]} exceeds the padded "
+                f"input {name} {padded} (X has shape {X.shape}, padding "
+                f"{padding})"
             )
     return X, W, stride, padding
 
@@ -95,7 +106,7 @@ def _output_size(X_shape, W_shape, stride, padding) -> tuple[int, int]:
 
 
 def _pad(X: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
-    """``X`` with ``ph`` zero rows above and below, ``pw`` zero columns either side."""
+    """``X`` with ``ph`` zero rows above, below, ``pw`` columns each side."""
     ph, pw = padding
     return np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
@@ -104,52 +115,61 @@ def _check_dY(dY, expected: tuple[int, ...]) -> np.ndarray:
     dY = as_real_array("dY", dY, ndim=4)
     if dY.shape != expected:
         raise ValueError(
-            f"dY must have the shape of Y = conv2d(X, W), {expected}; got {dY.shape}"
+            f"dY must have the shape of Y = conv2d(X, W), {expected}; got "
+            f"{dY.shape}"
         )
     return dY
 
 
-# -- patches ---------------------------------------------------------------------------
+# --
+# patches -------------------------------------------------------------------
 
 
 def im2col(Xp, kh: int, kw: int, stride=1) -> np.ndarray:
-    """The ``kh × kw`` patches of an (already padded) input, one per output pixel.
+    """The ``kh × kw`` patches of an (already padded) input, one a pixel out.
 
     The patch matrix of the im2col view (eq. ``conv-im2col``).
 
-    Xp: (B, C, Hp, Wp), the padded input.  kh, kw: kernel size.  stride: an int or
-    ``(sh, sw)``. Returns P: (B, H_out, W_out, C, kh, kw), a read-only view of ``Xp``
-    (nothing is copied) with
+    Xp: (B, C, Hp, Wp), the padded input.  kh, kw: kernel size.  stride: an
+    int or ``(sh, sw)``. Returns P: (B, H_out, W_out, C, kh, kw), a read-only
+    view of ``Xp`` (nothing is copied) with
 
         P[n, i, j, c, p, q] = Xp[n, c, sh·i + p, sw·j + q].
 
-    ``P.reshape(B·H_out·W_out, C·kh·kw)`` is the patch matrix of the im2col view: one
-    row per output pixel, and the convolution is a linear layer applied to its rows.
+    ``P.reshape(B·H_out·W_out, C·kh·kw)`` is the patch matrix of the im2col
+    view: one row per output pixel, and the convolution is a linear layer
+    applied to its rows.
     """
     Xp = as_real_array("Xp", Xp, ndim=4)
     kh = _pair("kh", kh, 1)[0]
     kw = _pair("kw", kw, 1)[0]
     sh, sw = _pair("stride", stride, 1)
     if kh > Xp.shape[2] or kw > Xp.shape[3]:
-        raise ValueError(f"a {kh} × {kw} kernel does not fit in Xp of shape {Xp.shape}")
-    windows = sliding_window_view(Xp, (kh, kw), axis=(2, 3))  # (B, C, ., ., kh, kw)
+        raise ValueError(
+            f"a {kh} × {kw} kernel does not fit in Xp of shape {Xp.shape}"
+        )
+    # (B, C, ., ., kh, kw)
+    windows = sliding_window_view(Xp, (kh, kw), axis=(2, 3))
     return windows[:, :, ::sh, ::sw].transpose(0, 2, 3, 1, 4, 5)
 
 
-def col2im(dP, padded_shape: tuple[int, int, int, int], stride=1) -> np.ndarray:
-    """Adjoint of :func:`im2col`: add every patch's gradient back where it was cut.
+def col2im(
+    dP, padded_shape: tuple[int, int, int, int], stride=1
+) -> np.ndarray:
+    """Adjoint of :func:`im2col`: each patch's gradient added back in place.
 
     The last step of eq. ``conv-col2im``.
 
     dP: (B, H_out, W_out, C, kh, kw), a gradient for the patches.
-    padded_shape: ``(B, C, Hp, Wp)``, the shape of ``Xp``.  stride: int or ``(sh, sw)``.
-    Returns dXp: (B, C, Hp, Wp) with
+    padded_shape: ``(B, C, Hp, Wp)``, the shape of ``Xp``.  stride: int or
+    ``(sh, sw)``. Returns dXp: (B, C, Hp, Wp) with
 
         dXp[n, c, y, x] = Σ over (i, j, p, q) with sh·i + p = y, sw·j + q = x
                           of dP[n, i, j, c, p, q].
 
-    A pixel inside several patches was handed to each of them (a fan-out), so its
-    gradient is the sum of theirs; a pixel that no window reaches gets zero.
+    A pixel inside several patches was handed to each of them (a fan-out), so
+    its gradient is the sum of theirs; a pixel that no window reaches gets
+    zero.
     """
     dP = as_real_array("dP", dP, ndim=6)
     sh, sw = _pair("stride", stride, 1)
@@ -165,25 +185,29 @@ def col2im(dP, padded_shape: tuple[int, int, int, int], stride=1) -> np.ndarray:
     )
     if not expected_ok:
         raise ValueError(
-            f"dP of shape {dP.shape} cannot come from im2col of an input of shape "
-            f"{shape} with stride {(sh, sw)}"
+            f"dP of shape {dP.shape} cannot come from im2col of an input of "
+            f"shape {shape} with stride {(sh, sw)}"
         )
     dXp = np.zeros(shape, dtype=dP.dtype)
-    for p in range(kh):  # one kernel offset at a time: a strided slice of dXp
+    # one kernel offset at a time: a strided slice of dXp
+    for p in range(kh):
         for q in range(kw):
             rows = slice(p, p + sh * (Ho - 1) + 1, sh)
             cols = slice(q, q + sw * (Wo - 1) + 1, sw)
-            dXp[:, :, rows, cols] += dP[:, :, :, :, p, q].transpose(0, 3, 1, 2)
+            dXp[:, :, rows, cols] += dP[:, :, :, :, p, q].transpose(
+                0, 3, 1, 2
+            )
     return dXp
 
 
 def dilate(Y, stride=1) -> np.ndarray:
-    """Insert ``sh − 1`` zero rows and ``sw − 1`` zero columns between entries of ``Y``.
+    """Put ``sh − 1`` zero rows and ``sw − 1`` zero columns between ``Y``'s.
 
-    Y: (B, O, H_out, W_out). Returns (B, O, sh·(H_out − 1) + 1, sw·(W_out − 1) + 1)
-    with ``D[:, :, sh·i, sw·j] = Y[:, :, i, j]`` and zeros elsewhere: output pixel
-    ``(i, j)`` moved to where its window starts in the input. Its adjoint keeps every
-    ``sh``-th row and ``sw``-th column, ``D[:, :, ::sh, ::sw]``.
+    Y: (B, O, H_out, W_out). Returns
+    (B, O, sh·(H_out − 1) + 1, sw·(W_out − 1) + 1) with
+    ``D[:, :, sh·i, sw·j] = Y[:, :, i, j]`` and zeros elsewhere: output pixel
+    ``(i, j)`` moved to where its window starts in the input. Its adjoint
+    keeps every ``sh``-th row and ``sw``-th column, ``D[:, :, ::sh, ::sw]``.
     """
     Y = as_real_array("Y", Y, ndim=4)
     sh, sw = _pair("stride", stride, 1)
@@ -193,30 +217,33 @@ def dilate(Y, stride=1) -> np.ndarray:
     return D
 
 
-# -- the convolution and its VJP -------------------------------------------------------
+# -- the convolution and its
+# VJP -------------------------------------------------------
 
 
 def conv2d(X, W, b=None, stride=1, padding=0) -> np.ndarray:
-    """2-D cross-correlation, NCHW, as ``torch.nn.functional.conv2d(X, W, b, s, p)``.
+    """2-D cross-correlation, NCHW, as ``torch.nn.functional.conv2d``.
 
     Implements eqs. ``conv-forward``, ``conv-im2col``.
 
     X: (B, C, H, W_in).  W: (O, C, kh, kw).  b: (O,) or ``None`` for no bias.
-    stride, padding: an int or a pair ``(sh, sw)``, ``(ph, pw)``; zero padding.
-    Returns Y: (B, O, H_out, W_out), ``H_out = (H + 2 ph − kh) // sh + 1``, with
+    stride, padding: an int or a pair ``(sh, sw)``, ``(ph, pw)``; zero
+    padding. Returns Y: (B, O, H_out, W_out),
+    ``H_out = (H + 2 ph − kh) // sh + 1``, with
 
-        Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q] W[o, c, p, q] + b[o],
+        Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q]
+        W[o, c, p, q] + b[o],
 
-    computed as ``einsum('nijcpq,ocpq->noij', im2col(Xp), W)``: every output pixel is
-    the dot product of its patch with each kernel.
+    computed as ``einsum('nijcpq,ocpq->noij', im2col(Xp), W)``: every output
+    pixel is the dot product of its patch with each kernel.
     """
     X, W, stride, padding = _check_conv(X, W, stride, padding)
     if b is not None:
         b = as_real_array("b", b, ndim=1)
         if b.shape != (W.shape[0],):
             raise ValueError(
-                f"b must have shape ({W.shape[0]},), one entry per output channel "
-                f"of W {W.shape}; got {b.shape}"
+                f"b must have shape ({W.shape[0]},), one entry per output "
+                f"channel of W {W.shape}; got {b.shape}"
             )
     P = im2col(_pad(X, padding), W.shape[2], W.shape[3], stride)
     Y = np.einsum("nijcpq,ocpq->noij", P, W)
@@ -232,22 +259,26 @@ def conv2d_vjp(
     ``conv-grad-b``.
 
     dY: (B, O, H_out, W_out), ∂E/∂Y.  X: (B, C, H, W_in).  W: (O, C, kh, kw).
-    Returns ``(dX, dW, db)`` with the shapes of ``X``, ``W`` and ``(O,)`` (``db`` is
-    returned even if the forward had no bias). With ``P = im2col(Xp)``:
+    Returns ``(dX, dW, db)`` with the shapes of ``X``, ``W`` and ``(O,)``
+    (``db`` is returned even if the forward had no bias). With
+    ``P = im2col(Xp)``:
 
-    - ``dW = einsum('noij,nijcpq->ocpq', dY, P)``: the correlation of the padded input
-      with ``dY``, the linear layer's ``dZᵀ A`` summed over every output pixel;
+    - ``dW = einsum('noij,nijcpq->ocpq', dY, P)``: the correlation of the
+      padded input with ``dY``, the linear layer's ``dZᵀ A`` summed over
+      every output pixel;
     - ``db = dY.sum(axis=(0, 2, 3))``;
-    - ``dP = einsum('noij,ocpq->nijcpq', dY, W)``, the linear layer's ``dZ W`` for each
-      patch, then ``dX = crop(col2im(dP))``: overlapping patches add. This equals
-      :func:`conv2d_transpose`, the full convolution of the dilated ``dY`` with the
-      flipped, channel-swapped kernel.
+    - ``dP = einsum('noij,ocpq->nijcpq', dY, W)``, the linear layer's
+      ``dZ W`` for each patch, then ``dX = crop(col2im(dP))``: overlapping
+      patches add. This equals
+      :func:`conv2d_transpose`, the full convolution of the dilated ``dY``
+      with the flipped, channel-swapped kernel.
 
-    Row ``y`` of ``Xp`` gets zero gradient iff no window covers it: no output row ``i``
-    has ``sh·i ≤ y ≤ sh·i + kh − 1``. That is a row in a gap between windows
-    (``y mod sh ≥ kh``, possible only when ``sh > kh``: a 1 × 1 kernel with stride 2
-    skips every other row) or below the last window (``y ≥ sh·(H_out − 1) + kh``).
-    The same holds for columns.
+    Row ``y`` of ``Xp`` gets zero gradient iff no window covers it: no output
+    row ``i`` has ``sh·i ≤ y ≤ sh·i + kh − 1``. That is a row in a gap
+    between windows
+    (``y mod sh ≥ kh``, possible only when ``sh > kh``: a 1 × 1 kernel with
+    stride 2 skips every other row) or below the last window
+    (``y ≥ sh·(H_out − 1) + kh``). The same holds for columns.
     """
     X, W, stride, padding = _check_conv(X, W, stride, padding)
     Ho, Wo = _output_size(X.shape, W.shape, stride, padding)
@@ -262,38 +293,48 @@ def conv2d_vjp(
     return dXp[:, :, ph : ph + H, pw : pw + W_in], dW, db
 
 
-def conv2d_transpose(dY, W, stride=1, padding=0, input_size=None) -> np.ndarray:
-    """``dX`` of a convolution, computed as a convolution: the transposed convolution.
+def conv2d_transpose(
+    dY, W, stride=1, padding=0, input_size=None
+) -> np.ndarray:
+    """``dX`` of a convolution, as a convolution: the transposed convolution.
 
     Implements eqs. ``conv-grad-x``, ``conv-adjoint``.
 
     dY: (B, O, H_out, W_out).  W: (O, C, kh, kw), the forward kernel.
-    stride, padding: those of the forward.  input_size: ``(H, W_in)`` of the forward
-    input; by default the smallest, ``(H_out − 1)·sh + kh − 2 ph`` (a larger one, by
-    less than the stride, leaves rows that no window reached).
-    Returns dX: (B, C, H, W_in), equal to ``conv2d_vjp(dY, X, W, ...)[0]``, in four
-    steps:
+    stride, padding: those of the forward.  input_size: ``(H, W_in)`` of the
+    forward input; by default the smallest, ``(H_out − 1)·sh + kh − 2 ph``
+    (a larger one, by less than the stride, leaves rows that no window
+    reached). Returns dX: (B, C, H, W_in), equal to
+    ``conv2d_vjp(dY, X, W, ...)[0]``, in four steps:
 
     1. dilate ``dY`` by the stride (:func:`dilate`);
-    2. pad it with ``kh − 1`` rows and ``kw − 1`` columns of zeros on every side;
-    3. correlate (``conv2d``, stride 1) with ``W[:, :, ::-1, ::-1].transpose(1, 0, 2,
-       3)``, the kernel flipped in both spatial axes with in and out channels swapped;
-       this gives the gradient of the part of ``Xp`` the windows covered;
-    4. add zero rows/columns below and right of the last window, then crop the
-       padding.
+    2. pad it with ``kh − 1`` rows and ``kw − 1`` columns of zeros on every
+       side;
+    3. correlate (``conv2d``, stride 1) with
+       ``W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)``, the kernel flipped in
+       both spatial axes with in and out channels swapped; this gives the
+       gradient of the part of ``Xp`` the windows covered;
+    4. add zero rows/columns below and right of the last window, then crop
+       the padding.
     """
     dY = as_real_array("dY", dY, ndim=4)
     W = as_real_array("W", W, ndim=4)
-    (sh, sw), (ph, pw) = _pair("stride", stride, 1), _pair("padding", padding, 0)
+    (sh, sw), (ph, pw) = (
+        _pair("stride", stride, 1),
+        _pair("padding", padding, 0),
+    )
     B, O, Ho, Wo = dY.shape
     _, C, kh, kw = W.shape
     if O != W.shape[0]:
         raise ValueError(
-            f"dY has {O} channels but W has shape {W.shape}, with {W.shape[0]} "
-            "output channels"
+            f"dY has {O} channels but W has shape {W.shape}, with "
+            f"{W.shape[0]} output channels"
         )
     if input_size is None:
-        input_size = ((Ho - 1) * sh + kh - 2 * ph, (Wo - 1) * sw + kw - 2 * pw)
+        input_size = (
+            (Ho - 1) * sh + kh - 2 * ph,
+            (Wo - 1) * sw + kw - 2 * pw,
+        )
     H, W_in = _pair("input_size", input_size, 1)
     X_shape = (B, C, H, W_in)
     if (
@@ -302,34 +343,40 @@ def conv2d_transpose(dY, W, stride=1, padding=0, input_size=None) -> np.ndarray:
         or _output_size(X_shape, W.shape, (sh, sw), (ph, pw)) != (Ho, Wo)
     ):
         raise ValueError(
-            f"dY of shape {dY.shape} cannot be the output of a convolution of an "
-            f"input of size {(H, W_in)} with W {W.shape}, stride {(sh, sw)}, "
-            f"padding {(ph, pw)}"
+            f"dY of shape {dY.shape} cannot be the output of a convolution "
+            f"of an input of size {(H, W_in)} with W {W.shape}, stride "
+            f"{(sh, sw)}, padding {(ph, pw)}"
         )
     full = _pad(dilate(dY, (sh, sw)), (kh - 1, kw - 1))  # steps 1 and 2
     flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-    dXp = conv2d(full, flipped)  # step 3: (B, C, (Ho−1)·sh + kh, (Wo−1)·sw + kw)
+    # step 3: (B, C, (Ho−1)·sh + kh, (Wo−1)·sw + kw)
+    dXp = conv2d(full, flipped)
     unreached = ((0, 0), (0, 0), (0, H + 2 * ph - dXp.shape[2]))
-    dXp = np.pad(dXp, (*unreached, (0, W_in + 2 * pw - dXp.shape[3])))  # step 4
+    # step 4
+    dXp = np.pad(dXp, (*unreached, (0, W_in + 2 * pw - dXp.shape[3])))
     return dXp[:, :, ph : ph + H, pw : pw + W_in]
 
 
 def conv2d_matrix(W, input_size, stride=1, padding=0) -> np.ndarray:
-    """The matrix of the linear map ``x ↦ conv2d(x, W)`` for one example, no bias.
+    """The matrix of ``x ↦ conv2d(x, W)`` for one example, without bias.
 
     The ``K`` of eq. ``conv-jacobian``.
 
-    W: (O, C, kh, kw).  input_size: ``(H, W_in)``.  stride, padding: as in conv2d.
-    Returns K: (O·H_out·W_out, C·H·W_in), numerator layout, both sides flattened in
-    row-major (reading) order, so ``K @ x.ravel() = conv2d(x[None], W).ravel()``
-    and ``Kᵀ @ dy.ravel()`` is ``dX``. For ``C = O = 1`` and stride 1 it is doubly
-    block Toeplitz: one block per (output row, input row), constant along block
-    diagonals, each block Toeplitz. Built column by column from unit inputs; for
-    looking at small cases only.
+    W: (O, C, kh, kw).  input_size: ``(H, W_in)``.  stride, padding: as in
+    conv2d. Returns K: (O·H_out·W_out, C·H·W_in), numerator layout, both
+    sides flattened in row-major (reading) order, so
+    ``K @ x.ravel() = conv2d(x[None], W).ravel()`` and ``Kᵀ @ dy.ravel()`` is
+    ``dX``. For ``C = O = 1`` and stride 1 it is doubly block Toeplitz: one
+    block per (output row, input row), constant along block diagonals, each
+    block Toeplitz. Built column by column from unit inputs; for looking at
+    small cases only.
     """
     W = as_real_array("W", W, ndim=4)
     H, W_in = _pair("input_size", input_size, 1)
     C = W.shape[1]
-    basis = np.eye(C * H * W_in, dtype=W.dtype).reshape(C * H * W_in, C, H, W_in)
-    Y = conv2d(basis, W, None, stride, padding)  # one unit input per "batch" entry
+    basis = np.eye(C * H * W_in, dtype=W.dtype).reshape(
+        C * H * W_in, C, H, W_in
+    )
+    # one unit input per "batch" entry
+    Y = conv2d(basis, W, None, stride, padding)
     return Y.reshape(C * H * W_in, -1).T

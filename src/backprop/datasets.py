@@ -1,4 +1,4 @@
-"""Small synthetic classification sets, generated in numpy, deterministic for a given seed."""
+"""Small synthetic classification sets in numpy, fixed by their seed."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ __all__ = ["spirals", "blobs"]
 def _non_negative(name: str, value) -> float:
     value = float(value)
     if not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number >= 0; got {value!r}"
+        )
     return value
 
 
@@ -25,12 +27,14 @@ def spirals(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Interleaved spiral arms in the plane, one arm per class.
 
-    Arm ``c`` runs from the origin outwards, its angle growing with the radius and shifted
-    by ``2π c / n_classes``; ``noise`` perturbs the angle (in radians, scaled by ``turns``).
-    No straight line separates the arms, so a network needs hidden units.
+    Arm ``c`` runs from the origin outwards, its angle growing with the
+    radius and shifted by ``2π c / n_classes``; ``noise`` perturbs the angle
+    (in radians, scaled by ``turns``). No straight line separates the arms,
+    so a network needs hidden units.
 
-    Returns ``X`` (n_per_class·n_classes, 2) and integer labels ``y`` of the same length,
-    ordered by class. The same seed always gives the same arrays.
+    Returns ``X`` (n_per_class·n_classes, 2) and integer labels ``y`` of the
+    same length, ordered by class. The same seed always gives the same
+    arrays.
     """
     n_per_class = positive_int("n_per_class", n_per_class)
     n_classes = positive_int("n_classes", n_classes)
@@ -57,9 +61,10 @@ def blobs(
     n_features: int = 2,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian clusters with centres spaced evenly on the unit circle (first two features).
+    """Gaussian clusters, centres evenly on the unit circle (features 1, 2).
 
-    Returns ``X`` (n_per_class·n_classes, n_features) and integer labels ``y``.
+    Returns ``X`` (n_per_class·n_classes, n_features) and integer labels
+    ``y``.
     """
     n_per_class = positive_int("n_per_class", n_per_class)
     n_classes = positive_int("n_classes", n_classes)

@@ -1,4 +1,4 @@
-"""Gradient checking: central differences, relative error and the adjoint test.
+"""Gradient checks: central differences, relative error, the adjoint test.
 
 These are the instruments with which every equation in the book is verified.
 All of them work in float64 and never modify the arrays they are given.
@@ -26,16 +26,18 @@ __all__ = [
 def numerical_gradient(
     f: Callable[[np.ndarray], float], X, h: float = 1e-6
 ) -> np.ndarray:
-    """∂f/∂X for a scalar ``f`` by central differences; the result has the shape of ``X``.
+    """∂f/∂X for a scalar ``f`` by central differences; the shape of ``X``.
 
-    Entry ``k`` is ``(f(X + h E_k) − f(X − h E_k)) / 2h``. The truncation error is
-    O(h²) and the round-off error O(ε/h), so ``h = 1e-6`` gives about 1e-9 relative
-    accuracy on smooth functions of order-one inputs in float64.
+    Entry ``k`` is ``(f(X + h E_k) − f(X − h E_k)) / 2h``. The truncation
+    error is O(h²) and the round-off error O(ε/h), so ``h = 1e-6`` gives
+    about 1e-9 relative accuracy on smooth functions of order-one inputs in
+    float64.
     """
     X = as_real_array("X", X)
     if not h > 0:
         raise ValueError(f"h must be positive; got {h}")
-    Xp = np.array(X, dtype=np.float64, copy=True, order="C")  # flat view below
+    # flat view below
+    Xp = np.array(X, dtype=np.float64, copy=True, order="C")
     grad = np.zeros_like(Xp)
     flat, gflat = Xp.reshape(-1), grad.reshape(-1)
     for k in range(flat.size):
@@ -52,7 +54,7 @@ def numerical_gradient(
 def directional_derivative(
     f: Callable[[np.ndarray], np.ndarray], X, V, h: float = 1e-6
 ) -> np.ndarray:
-    """The Jacobian-vector product ``J V`` of ``f`` at ``X``, by one central difference.
+    """The product ``J V`` of ``f``'s Jacobian at ``X``, by one difference.
 
     Returns ``(f(X + hV) − f(X − hV)) / 2h``, with the shape of ``f(X)``.
     """
@@ -67,14 +69,16 @@ def directional_derivative(
 
 
 def relative_error(a, b) -> float:
-    """``‖a − b‖ / max(‖a‖, ‖b‖)`` in the Frobenius norm; 0 when both are zero.
+    """``‖a − b‖ / max(‖a‖, ‖b‖)``, Frobenius norm; 0 when both are zero.
 
     Scale-free: 1e-9 means the two agree to about nine significant digits.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"cannot compare arrays of shapes {a.shape} and {b.shape}")
+        raise ValueError(
+            f"cannot compare arrays of shapes {a.shape} and {b.shape}"
+        )
     scale = max(np.linalg.norm(a), np.linalg.norm(b))
     if scale == 0.0:
         return 0.0
@@ -82,11 +86,12 @@ def relative_error(a, b) -> float:
 
 
 def pass_mark(err: float, tol: float = 1e-7, spec: str = ".1e") -> str:
-    """An error as the chapters print it: ``"< 1e-7"`` below ``tol``, its size otherwise.
+    """An error as printed: ``"< 1e-7"`` below ``tol``, its size otherwise.
 
-    Below the tolerance only the pass mark is printed, never the digits: those are
-    round-off, and differ from one CPU to another. ``spec`` formats an error at or
-    above ``tol`` (``".1e"``, or ``".2f"`` for errors of order one).
+    Below the tolerance only the pass mark is printed, never the digits:
+    those are round-off, and differ from one CPU to another. ``spec`` formats
+    an error at or above ``tol``
+    (``".1e"``, or ``".2f"`` for errors of order one).
     """
     if not tol > 0:
         raise ValueError(f"tol must be positive; got {tol}")
@@ -95,8 +100,10 @@ def pass_mark(err: float, tol: float = 1e-7, spec: str = ".1e") -> str:
     return format(err, spec)
 
 
-def report(name: str, err: float, tol: float = 1e-7, spec: str = ".1e") -> None:
-    """Print ``name: relative error < 1e-7`` (or the error's size): one line a check."""
+def report(
+    name: str, err: float, tol: float = 1e-7, spec: str = ".1e"
+) -> None:
+    """Print ``name: relative error < 1e-7`` (or its size), one line."""
     print(f"{name}: relative error {pass_mark(err, tol, spec)}")
 
 
@@ -111,9 +118,9 @@ def adjoint_test(
     jvp: ``v ↦ J v`` (shape of the output).
     vjp: ``u ↦ Jᵀ u`` (shape of the input).
     v: a direction in input space.  u: a direction in output space.
-    Returns ``|⟨Jv, u⟩ − ⟨v, Jᵀu⟩| / max(|⟨Jv, u⟩|, |⟨v, Jᵀu⟩|)``, which is at
-    round-off level (about 1e-15) when ``vjp`` is the adjoint of ``jvp``, and of
-    order one when, say, a transpose is misplaced.
+    Returns ``|⟨Jv, u⟩ − ⟨v, Jᵀu⟩| / max(|⟨Jv, u⟩|, |⟨v, Jᵀu⟩|)``, which is
+    at round-off level (about 1e-15) when ``vjp`` is the adjoint of ``jvp``,
+    and of order one when, say, a transpose is misplaced.
     """
     v = as_real_array("v", v)
     u = as_real_array("u", u)
@@ -135,28 +142,35 @@ def step_size_errors(
     scheme: str = "central",
     dtype=np.float64,
 ) -> np.ndarray:
-    """Relative error of a finite-difference gradient of ``f`` at ``X``, one per step.
+    """Relative error of a finite-difference gradient of ``f``, one a step.
 
-    f: a scalar function of an array shaped like ``X``.  X: the point.  grad: the
-    exact gradient at ``X`` (shape of ``X``), the reference.  hs: (m,) positive steps.
-    scheme: ``"forward"``, entry ``k`` is ``(f(X + h E_k) − f(X)) / h`` with error
-    O(h), or ``"central"``, ``(f(X + h E_k) − f(X − h E_k)) / 2h`` with error O(h²).
-    dtype: ``np.float64`` or ``np.float32``, the precision of the differences: ``X``
-    and each step are cast to it and every difference is formed in it, so ``f``
-    should compute in the precision of its argument (numpy keeps float32 as float32).
-    The step is the nominal ``h``, not the step ``(x + h) − x`` that rounding leaves.
+    f: a scalar function of an array shaped like ``X``.  X: the point.  grad:
+    the exact gradient at ``X`` (shape of ``X``), the reference.  hs: (m,)
+    positive steps. scheme: ``"forward"``, entry ``k`` is
+    ``(f(X + h E_k) − f(X)) / h`` with error O(h), or ``"central"``,
+    ``(f(X + h E_k) − f(X − h E_k)) / 2h`` with error O(h²). dtype:
+    ``np.float64`` or ``np.float32``, the precision of the differences: ``X``
+    and each step are cast to it and every difference is formed in it, so
+    ``f`` should compute in the precision of its argument
+    (numpy keeps float32 as float32). The step is the nominal ``h``, not the
+    step ``(x + h) − x`` that rounding leaves.
 
-    Returns (m,) float64: ``relative_error(finite differences with step h, grad)``
-    for each ``h`` in ``hs``, the measured error-versus-step curve.
+    Returns (m,) float64:
+    ``relative_error(finite differences with step h, grad)`` for each ``h``
+    in ``hs``, the measured error-versus-step curve.
     """
     X = as_real_array("X", X)
     grad = as_real_array("grad", grad)
     check_same_shape("grad", grad, "X", X)
     hs = as_real_array("hs", np.atleast_1d(hs), ndim=1)
     if not np.all(np.isfinite(hs) & (hs > 0)):
-        raise ValueError(f"every step in hs must be positive and finite; got {hs}")
+        raise ValueError(
+            f"every step in hs must be positive and finite; got {hs}"
+        )
     if scheme not in ("forward", "central"):
-        raise ValueError(f"scheme must be 'forward' or 'central'; got {scheme!r}")
+        raise ValueError(
+            f"scheme must be 'forward' or 'central'; got {scheme!r}"
+        )
     dt = np.dtype(dtype)
     if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64; got {dt}")

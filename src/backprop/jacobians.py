@@ -1,16 +1,16 @@
 """Explicit Jacobians, for checking and for looking at.
 
-Backpropagation never forms a Jacobian: it applies ``g ↦ Jᵀ g`` directly. These
-builders form them anyway, at small sizes, so that the book can show their
-structure (diagonal, Kronecker, dense) and compare them with the VJPs.
+Backpropagation never forms a Jacobian: it applies ``g ↦ Jᵀ g`` directly.
+These builders form them anyway, at small sizes, so that the book can show
+their structure (diagonal, Kronecker, dense) and compare them with the VJPs.
 
 Conventions (chapter *Notation, shapes and conventions*):
 
-- numerator layout: ``∂y/∂x`` has one row per entry of ``y`` and one column per
-  entry of ``x``, so a chain of maps multiplies left to right;
+- numerator layout: ``∂y/∂x`` has one row per entry of ``y`` and one column
+  per entry of ``x``, so a chain of maps multiplies left to right;
 - a matrix is flattened with ``vec``, which stacks its columns
-  (``X.reshape(-1, order="F")``); the identity ``vec(A X B) = (Bᵀ ⊗ A) vec(X)``
-  holds in this convention.
+  (``X.reshape(-1, order="F")``); the identity
+  ``vec(A X B) = (Bᵀ ⊗ A) vec(X)`` holds in this convention.
 """
 
 from __future__ import annotations
@@ -34,25 +34,26 @@ __all__ = [
 
 
 def vec(X) -> np.ndarray:
-    """Stack the columns of ``X`` into one vector (column-major flattening)."""
+    """Stack the columns of ``X`` into one vector (column-major order)."""
     X = as_real_array("X", X)
-    return X.flatten(order="F")  # flatten always copies: the result never aliases X
+    # flatten always copies: the result never aliases X
+    return X.flatten(order="F")
 
 
 def unvec(v, shape: tuple[int, ...]) -> np.ndarray:
-    """Inverse of :func:`vec`: refill an array of ``shape`` column by column."""
+    """Inverse of :func:`vec`: fill ``shape`` column by column."""
     v = as_real_array("v", v, ndim=1)
     shape = tuple(int(s) for s in shape)
     if int(np.prod(shape)) != v.size:
         raise ValueError(
-            f"cannot unvec {v.size} entries into shape {shape}, "
-            f"which holds {int(np.prod(shape))}"
+            f"cannot unvec {v.size} entries into shape {shape}, which holds "
+            f"{int(np.prod(shape))}"
         )
     return v.reshape(shape, order="F").copy()
 
 
 def commutation_matrix(m: int, n: int) -> np.ndarray:
-    """The permutation ``K`` with ``K vec(X) = vec(Xᵀ)`` for every ``m × n`` matrix ``X``.
+    """The permutation ``K`` with ``K vec(X) = vec(Xᵀ)`` for all ``m × n`` X.
 
     Returns an ``(m n, m n)`` matrix of zeros and ones.
     """
@@ -70,7 +71,7 @@ def commutation_matrix(m: int, n: int) -> np.ndarray:
 
 
 def elementwise_jacobian(fprime) -> np.ndarray:
-    """Jacobian of an element-wise map at a point where its derivatives are ``fprime``.
+    """Jacobian of an element-wise map whose derivatives are ``fprime``.
 
     ``∂f(Z)/∂Z = diag(vec f'(Z))``: output ``k`` depends on input ``k`` only.
     fprime: any shape with ``n`` entries.  Returns ``(n, n)``.
@@ -79,7 +80,7 @@ def elementwise_jacobian(fprime) -> np.ndarray:
 
 
 def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Jacobians of ``vec(Z)``, ``Z = A Wᵀ + 1 bᵀ``, w.r.t. ``vec(A)``, ``vec(W)``, ``b``.
+    """Jacobians of ``vec(Z)``, ``Z = A Wᵀ + 1 bᵀ``, for vec(A), vec(W), b.
 
     A: (B, n_in).  W: (n_out, n_in).  With ``m = n_out`` and ``n = n_in``:
 
@@ -87,8 +88,8 @@ def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     - ``∂vec(Z)/∂vec(W) = (I_m ⊗ A) K_{m,n}``          shape (B m, m n);
     - ``∂vec(Z)/∂b      = I_m ⊗ 𝟏_B``                  shape (B m, m).
 
-    For one example (``B = 1``, ``A = aᵀ``) they reduce to the column-form Jacobians
-    ``W``, ``aᵀ ⊗ I_m`` and ``I_m`` of ``z = W a + b``.
+    For one example (``B = 1``, ``A = aᵀ``) they reduce to the column-form
+    Jacobians ``W``, ``aᵀ ⊗ I_m`` and ``I_m`` of ``z = W a + b``.
     """
     A, W, _ = _check_linear(A, W)
     B, n = A.shape
@@ -102,11 +103,12 @@ def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def numerical_jacobian(
     f: Callable[[np.ndarray], np.ndarray], X, h: float = 1e-6
 ) -> np.ndarray:
-    """Jacobian ``∂vec f(X) / ∂vec X`` by central differences, in numerator layout.
+    """Jacobian ``∂vec f(X) / ∂vec X`` by central differences (numerator).
 
-    Column ``k`` is ``(vec f(X + h E_k) − vec f(X − h E_k)) / 2h``, where ``E_k``
-    is zero except for a one at position ``k`` of ``vec X``. ``X`` is not modified.
-    Costs ``2 · X.size`` evaluations of ``f``: a checking tool for small sizes.
+    Column ``k`` is ``(vec f(X + h E_k) − vec f(X − h E_k)) / 2h``, where
+    ``E_k`` is zero except for a one at position ``k`` of ``vec X``. ``X`` is
+    not modified. Costs ``2 · X.size`` evaluations of ``f``: a checking tool
+    for small sizes.
     """
     X = as_real_array("X", X)
     if not h > 0:
@@ -116,23 +118,29 @@ def numerical_jacobian(
     for k in range(x0.size):
         step = np.zeros_like(x0)
         step[k] = h
-        plus = vec(np.asarray(f(unvec(x0 + step, X.shape)), dtype=np.float64))
-        minus = vec(np.asarray(f(unvec(x0 - step, X.shape)), dtype=np.float64))
+        plus = vec(
+            np.asarray(f(unvec(x0 + step, X.shape)), dtype=np.float64)
+        )
+        minus = vec(
+            np.asarray(f(unvec(x0 - step, X.shape)), dtype=np.float64)
+        )
         columns.append((plus - minus) / (2 * h))
     return np.stack(columns, axis=1)
 
 
 def vjp_from_jacobian(J, g) -> np.ndarray:
-    """The vector-Jacobian product ``Jᵀ vec(g)``, the thing backpropagation computes.
+    """The vector-Jacobian product ``Jᵀ vec(g)``: what backprop computes.
 
     J: (dim y, dim x) in numerator layout.
     g: ∂E/∂y, any shape with ``dim y`` entries.
-    Returns the vector ``vec(∂E/∂x)``; :func:`unvec` gives it the shape of ``x``.
+    Returns the vector ``vec(∂E/∂x)``; :func:`unvec` gives it the shape of
+    ``x``.
     """
     J = as_real_array("J", J, ndim=2)
     g = vec(g)
     if g.size != J.shape[0]:
         raise ValueError(
-            f"g has {g.size} entries but J has shape {J.shape}, with {J.shape[0]} rows"
+            f"g has {g.size} entries but J has shape {J.shape}, with "
+            f"{J.shape[0]} rows"
         )
     return J.T @ g

@@ -1,4 +1,4 @@
-"""One layer: the affine map and the element-wise activations, each with its VJP.
+"""One layer: the affine map and the element-wise activations, with VJPs.
 
 The book derives, for one example in column form,
 
@@ -7,9 +7,9 @@ The book derives, for one example in column form,
 
 The code stores a batch with one example per row (PyTorch's ``nn.Linear``
 layout): ``A`` is ``(B, n_in)``, ``W`` is ``(n_out, n_in)``, ``b`` is
-``(n_out,)`` and ``Z = A Wᵀ + 1 bᵀ`` is ``(B, n_out)``. Transposing the column
-results row by row gives the batch results below; ``dX`` is ∂E/∂X and always
-has the shape of ``X``.
+``(n_out,)`` and ``Z = A Wᵀ + 1 bᵀ`` is ``(B, n_out)``. Transposing the
+column results row by row gives the batch results below; ``dX`` is ∂E/∂X and
+always has the shape of ``X``.
 
 Every function is pure: it checks its arguments, never modifies them, and
 returns new arrays.
@@ -41,22 +41,24 @@ def _check_linear(A, W, b=None):
     W = as_real_array("W", W, ndim=2)
     if W.shape[1] != A.shape[1]:
         raise ValueError(
-            f"W has shape {W.shape}, so it expects {W.shape[1]} input features, "
-            f"but A has shape {A.shape}, with {A.shape[1]} features"
+            f"W has shape {W.shape}, so it expects {W.shape[1]} input "
+            f"features, but A has shape {A.shape}, with {A.shape[1]} "
+            "features"
         )
     if b is None:
         return A, W, None
     b = as_real_array("b", b, ndim=1)
     if b.shape != (W.shape[0],):
         raise ValueError(
-            f"b must have shape ({W.shape[0]},), one entry per row of W {W.shape}; "
-            f"got {b.shape}"
+            f"b must have shape ({W.shape[0]},), one entry per row of W "
+            f"{W.shape}; got {b.shape}"
         )
     return A, W, b
 
 
 def linear(A, W, b) -> np.ndarray:
-    """Affine map in row-batch form: ``Z = A Wᵀ + 1 bᵀ``  (eq. ``linear-forward``).
+    """Affine map in row-batch form: ``Z = A Wᵀ + 1 bᵀ``
+    (eq. ``linear-forward``).
 
     A: (B, n_in), one example per row.  W: (n_out, n_in).  b: (n_out,).
     Returns Z: (B, n_out); row ``r`` is ``W @ A[r] + b``, the column form
@@ -71,29 +73,32 @@ def linear_vjp(dZ, A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Implements eqs. ``batch-grads``, ``grad-a``, ``grad-w``, ``grad-b``.
 
-    dZ: (B, n_out), ∂E/∂Z.  A: (B, n_in), the layer's input.  W: (n_out, n_in).
-    Returns ``(dA, dW, db)`` with the shapes of ``A``, ``W`` and ``b``:
+    dZ: (B, n_out), ∂E/∂Z.  A: (B, n_in), the layer's input.
+    W: (n_out, n_in). Returns ``(dA, dW, db)`` with the shapes of ``A``,
+    ``W`` and ``b``:
 
-    - ``dA = dZ W``       (B, n_in)     — each row is ``Wᵀ ∇z``;
-    - ``dW = dZᵀ A``      (n_out, n_in) — the sum over the batch of ``∇z aᵀ``;
-    - ``db = dZᵀ 1``      (n_out,)      — the sum over the batch of ``∇z``.
+    - ``dA = dZ W``  (B, n_in)     — each row is ``Wᵀ ∇z``;
+    - ``dW = dZᵀ A`` (n_out, n_in) — the sum over the batch of ``∇z aᵀ``;
+    - ``db = dZᵀ 1`` (n_out,)      — the sum over the batch of ``∇z``.
     """
     A, W, _ = _check_linear(A, W)
     dZ = check_batch("dZ", dZ)
     expected = (A.shape[0], W.shape[0])
     if dZ.shape != expected:
         raise ValueError(
-            f"dZ must have the shape of Z = A Wᵀ + b, {expected}; got {dZ.shape}"
+            f"dZ must have the shape of Z = A Wᵀ + b, {expected}; got "
+            f"{dZ.shape}"
         )
     return dZ @ W, dZ.T @ A, dZ.sum(axis=0)
 
 
-# Element-wise activations. Each maps Z to f(Z) entry by entry, so its Jacobian
-# is diagonal and its VJP is an element-wise product (eq. ``grad-z``).
+# Element-wise activations. Each maps Z to f(Z) entry by entry, so its
+# Jacobian is diagonal and its VJP is an element-wise product
+# (eq. ``grad-z``).
 
 
 def sigmoid(Z) -> np.ndarray:
-    """Logistic function ``σ(Z) = 1 / (1 + e^{-Z})``, element-wise, any shape.
+    """Logistic ``σ(Z) = 1 / (1 + e^{-Z})``, element-wise, any shape.
 
     Computed as ``exp(-log(1 + e^{-Z}))`` so that no entry overflows.
     """
@@ -139,7 +144,8 @@ def relu(Z) -> np.ndarray:
 def relu_vjp(g, Z) -> np.ndarray:
     """``g ⊙ 1[Z > 0]``  (eq. ``grad-z``).  g and Z: same shape.
 
-    At ``Z = 0`` the derivative is taken to be 0, as PyTorch, TensorFlow and JAX do.
+    At ``Z = 0`` the derivative is taken to be 0, as PyTorch, TensorFlow and
+    JAX do.
     """
     Z = as_real_array("Z", Z)
     g = as_real_array("g", g)
@@ -155,8 +161,9 @@ ACTIVATIONS = {
 }
 
 
-# Embeddings: a lookup table. Reading rows is a product with a one-hot matrix, so
-# its VJP is the transposed product, a scatter-add (eqs. ``emb-forward``, ``emb-grad``).
+# Embeddings: a lookup table. Reading rows is a product with a one-hot
+# matrix, so its VJP is the transposed product, a scatter-add
+# (eqs. ``emb-forward``, ``emb-grad``).
 
 
 def _check_embedding(ids, E):
@@ -164,14 +171,15 @@ def _check_embedding(ids, E):
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(
-            f"ids must be an array of integers (indices into the rows of E); "
-            f"got dtype {ids.dtype}"
+            "ids must be an array of integers (indices into the rows of "
+            f"E); got dtype {ids.dtype}"
         )
     V = E.shape[0]
     if ids.size and (ids.min() < 0 or ids.max() >= V):
         bad = ids[(ids < 0) | (ids >= V)].reshape(-1)[0]
         raise ValueError(
-            f"ids must lie in 0 … {V - 1}, one per row of E {E.shape}; got {bad}"
+            f"ids must lie in 0 … {V - 1}, one per row of E {E.shape}; got "
+            f"{bad}"
         )
     return ids, E
 
@@ -181,31 +189,33 @@ def embedding(ids, E) -> np.ndarray:
 
     ids: integers in ``0 … V − 1``, any shape (a scalar, or empty, too).
     E: (V, d), one row per token.
-    Returns Y: ``(*ids.shape, d)``, a new array of E's dtype; ``Y[..., :] = E[ids[...]]``
-    (empty if ids is). For a
-    1-D ``ids`` of length ``B`` this is ``P E`` with ``P`` the (B, V) one-hot matrix
-    of ``ids``. Like ``torch.nn.functional.embedding(ids, E)``.
+    Returns Y: ``(*ids.shape, d)``, a new array of E's dtype;
+    ``Y[..., :] = E[ids[...]]`` (empty if ids is). For a
+    1-D ``ids`` of length ``B`` this is ``P E`` with ``P`` the (B, V) one-hot
+    matrix of ``ids``. Like ``torch.nn.functional.embedding(ids, E)``.
     """
     ids, E = _check_embedding(ids, E)
     return E[ids]
 
 
 def embedding_vjp(dY, ids, E) -> np.ndarray:
-    """Pull ``dY`` back to the table: ``dE = Pᵀ dY``, a scatter-add  (eq. ``emb-grad``).
+    """Pull ``dY`` back to the table: ``dE = Pᵀ dY``, a scatter-add
+    (eq. ``emb-grad``).
 
     dY: ``(*ids.shape, d)``, ∂E/∂Y.  ids, E: as for :func:`embedding`.
-    Returns dE: (V, d), of E's dtype; row ``v`` is the sum of the rows of ``dY``
-    whose id is ``v``, so an id that occurs ``k`` times collects ``k`` gradients and
-    an id that does not occur gets zero (every row, for empty ids). ``np.add.at``
-    accumulates repeats; ``dE[ids] += dY`` would not.
+    Returns dE: (V, d), of E's dtype; row ``v`` is the sum of the rows of
+    ``dY`` whose id is ``v``, so an id that occurs ``k`` times collects ``k``
+    gradients and an id that does not occur gets zero
+    (every row, for empty ids). ``np.add.at`` accumulates repeats;
+    ``dE[ids] += dY`` would not.
     """
     ids, E = _check_embedding(ids, E)
     dY = as_real_array("dY", dY, allow_empty=True)  # empty when ids is
     expected = (*ids.shape, E.shape[1])
     if dY.shape != expected:
         raise ValueError(
-            f"dY must have the shape of Y = E[ids], (*ids.shape, d) = {expected}; "
-            f"got {dY.shape}"
+            "dY must have the shape of Y = E[ids], (*ids.shape, d) = "
+            f"{expected}; got {dY.shape}"
         )
     dE = np.zeros_like(E)
     np.add.at(dE, ids, dY)

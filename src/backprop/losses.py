@@ -1,18 +1,22 @@
 """Output layers and losses, with PyTorch's default ``reduction='mean'``.
 
-Each loss maps a batch of predictions to one number ``E``; its VJP takes the scalar
-upstream gradient ``g = ∂(whatever follows)/∂E`` (1 when ``E`` is the final loss) and
-returns ∂/∂(predictions), with the predictions' shape. The mean is what makes every
-per-example gradient carry a factor ``1/B`` (or ``1/(B·n)`` for the MSE, which
-averages over every entry, as ``torch.nn.MSELoss`` does).
+Each loss maps a batch of predictions to one number ``E``; its VJP takes the
+scalar upstream gradient ``g = ∂(whatever follows)/∂E``
+(1 when ``E`` is the final loss) and returns ∂/∂(predictions), with the
+predictions' shape. The mean is what makes every per-example gradient carry a
+factor ``1/B``
+(or ``1/(B·n)`` for the MSE, which averages over every entry, as
+``torch.nn.MSELoss`` does).
 
 - ``mse(P, Y)``: ``mean((P − Y)²)`` over all entries.
-- ``sigmoid_binary_cross_entropy(Z, T)``: binary cross-entropy of ``σ(Z)`` against
-  targets ``T ∈ [0, 1]``, computed from the logits ``Z`` without forming ``σ(Z)``
-  (``torch.nn.BCEWithLogitsLoss``).
-- ``softmax(Z)``: row-wise, the one output layer here whose Jacobian is not diagonal.
-- ``softmax_cross_entropy(Z, labels)``: the fused loss of ``torch.nn.CrossEntropyLoss``
-  with integer class labels; returns ``(loss, dZ)`` with ``dZ = (softmax(Z) − onehot) / B``.
+- ``sigmoid_binary_cross_entropy(Z, T)``: binary cross-entropy of ``σ(Z)``
+  against targets ``T ∈ [0, 1]``, computed from the logits ``Z`` without
+  forming ``σ(Z)`` (``torch.nn.BCEWithLogitsLoss``).
+- ``softmax(Z)``: row-wise, the one output layer here whose Jacobian is not
+  diagonal.
+- ``softmax_cross_entropy(Z, labels)``: the fused loss of
+  ``torch.nn.CrossEntropyLoss`` with integer class labels; returns
+  ``(loss, dZ)`` with ``dZ = (softmax(Z) − onehot) / B``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ def _check_finite(name: str, x: np.ndarray) -> None:
     if not np.all(np.isfinite(x)):
         bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
         raise ValueError(
-            f"{name} must be finite; got {bad} NaN or infinite entries of {x.size}"
+            f"{name} must be finite; got {bad} NaN or infinite entries of "
+            f"{x.size}"
         )
 
 
@@ -46,13 +51,15 @@ def _scalar(name: str, g) -> float:
     arr = np.asarray(g)
     if arr.dtype.kind not in "iuf" or arr.size != 1:
         raise ValueError(
-            f"{name} must be a real scalar (the gradient of the loss); got {arr.dtype} of shape {arr.shape}"
+            f"{name} must be a real scalar (the gradient of the loss); got "
+            f"{arr.dtype} of shape {arr.shape}"
         )
     return float(arr.reshape(()))
 
 
 def mse(P, Y) -> float:
-    """Mean squared error ``E = (1/N) Σ (P − Y)²`` over all ``N`` entries  (eq. ``loss-mse``).
+    """Mean squared error ``E = (1/N) Σ (P − Y)²`` over all ``N`` entries
+    (eq. ``loss-mse``).
 
     P, Y: predictions and targets, same shape (B, n) or (B,).
     """
@@ -63,7 +70,8 @@ def mse(P, Y) -> float:
 
 
 def mse_vjp(g, P, Y) -> np.ndarray:
-    """``∂E/∂P = g · 2 (P − Y) / N``, with the shape of ``P``  (eq. ``grad-mse``)."""
+    """``∂E/∂P = g · 2 (P − Y) / N``, with the shape of ``P``
+    (eq. ``grad-mse``)."""
     g = _scalar("g", g)
     P = as_real_array("P", P)
     Y = as_real_array("Y", Y)
@@ -72,24 +80,28 @@ def mse_vjp(g, P, Y) -> np.ndarray:
 
 
 def sigmoid_binary_cross_entropy(Z, T) -> float:
-    """Mean binary cross-entropy of ``σ(Z)`` against ``T``, from the logits  (eq. ``loss-bce``).
+    """Mean binary cross-entropy of ``σ(Z)`` against ``T``, from the logits
+    (eq. ``loss-bce``).
 
-    ``E = mean(−T log σ(Z) − (1 − T) log(1 − σ(Z))) = mean(softplus(Z) − T Z)``, and
-    ``softplus(Z) = log(1 + e^Z)`` is evaluated with ``logaddexp`` so that no logit,
-    however large, overflows. Z, T: same shape; T in [0, 1].
+    ``E = mean(−T log σ(Z) − (1 − T) log(1 − σ(Z))) = mean(softplus(Z) − T
+    Z)``, and ``softplus(Z) = log(1 +
+    e^Z)`` is evaluated with ``logaddexp`` so that no logit, however large,
+    overflows. Z, T: same shape; T in [0, 1].
     """
     Z = as_real_array("Z", Z)
     T = as_real_array("T", T)
     check_same_shape("T", T, "Z", Z)
     if np.any((T < 0) | (T > 1)):
         raise ValueError(
-            f"targets T must lie in [0, 1]; got values from {T.min()} to {T.max()}"
+            f"targets T must lie in [0, 1]; got values from {T.min()} to "
+            f"{T.max()}"
         )
     return float(np.mean(np.logaddexp(0.0, Z) - T * Z))
 
 
 def sigmoid_binary_cross_entropy_vjp(g, Z, T) -> np.ndarray:
-    """``∂E/∂Z = g · (σ(Z) − T) / N``: the sigmoid's derivative cancels  (eq. ``grad-bce``)."""
+    """``∂E/∂Z = g · (σ(Z) − T) / N``: the sigmoid's derivative cancels
+    (eq. ``grad-bce``)."""
     g = _scalar("g", g)
     Z = as_real_array("Z", Z)
     T = as_real_array("T", T)
@@ -99,9 +111,10 @@ def sigmoid_binary_cross_entropy_vjp(g, Z, T) -> np.ndarray:
 
 
 def logsumexp(Z) -> np.ndarray:
-    """Row-wise ``log Σ_k exp(Z_rk)``, computed as ``m + log Σ exp(Z − m)`` with ``m`` the row max.
+    """Row-wise ``log Σ_k exp(Z_rk)``, as ``m + log Σ exp(Z − m)``, m = max.
 
-    Z: (B, K). Returns (B,). Finite for any finite logits: the largest exponent is 0.
+    Z: (B, K). Returns (B,). Finite for any finite logits: the largest
+    exponent is 0.
     """
     Z = check_batch("Z", Z)
     m = Z.max(axis=1, keepdims=True)
@@ -109,10 +122,11 @@ def logsumexp(Z) -> np.ndarray:
 
 
 def softmax(Z) -> np.ndarray:
-    """Row-wise softmax ``S_rk = exp(Z_rk) / Σ_l exp(Z_rl)``  (eq. ``softmax-forward``).
+    """Row-wise softmax ``S_rk = exp(Z_rk) / Σ_l exp(Z_rl)``
+    (eq. ``softmax-forward``).
 
-    Z: (B, K) logits, one row per example. Returns (B, K); each row sums to one.
-    Shifted by the row maximum, so it never overflows.
+    Z: (B, K) logits, one row per example. Returns (B, K); each row sums to
+    one. Shifted by the row maximum, so it never overflows.
     """
     Z = check_batch("Z", Z)
     E = np.exp(Z - Z.max(axis=1, keepdims=True))
@@ -120,10 +134,12 @@ def softmax(Z) -> np.ndarray:
 
 
 def softmax_vjp(g, Z) -> np.ndarray:
-    """Pull ``g = ∂E/∂S`` back through ``S = softmax(Z)``, row by row  (eq. ``grad-softmax``).
+    """Pull ``g = ∂E/∂S`` back through ``S = softmax(Z)``, row by row
+    (eq. ``grad-softmax``).
 
-    The Jacobian of one row is ``diag(s) − s sᵀ``, dense, so the VJP is not element-wise:
-    ``(diag(s) − s sᵀ) g = s ⊙ (g − (sᵀ g) 𝟏)``. g, Z: (B, K). Returns (B, K).
+    The Jacobian of one row is ``diag(s) − s sᵀ``, dense, so the VJP is not
+    element-wise: ``(diag(s) − s sᵀ) g = s ⊙ (g − (sᵀ g) 𝟏)``. g, Z: (B, K).
+    Returns (B, K).
     """
     Z = check_batch("Z", Z)
     g = check_batch("g", g)
@@ -133,7 +149,7 @@ def softmax_vjp(g, Z) -> np.ndarray:
 
 
 def check_labels(labels, n_rows: int, n_classes: int) -> np.ndarray:
-    """Integer class labels ``(B,)`` in ``0 … n_classes − 1``, one per row; returned as int64."""
+    """Integer labels ``(B,)`` in ``0 … n_classes − 1``, as int64."""
     arr = np.asarray(labels)
     if arr.ndim != 1:
         raise ValueError(
@@ -147,25 +163,29 @@ def check_labels(labels, n_rows: int, n_classes: int) -> np.ndarray:
     ):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"labels must be integer classes; got dtype {arr.dtype}")
+        raise ValueError(
+            f"labels must be integer classes; got dtype {arr.dtype}"
+        )
     if arr.shape[0] != n_rows:
         raise ValueError(
-            f"need one label per example: logits have {n_rows} rows, labels have {arr.shape[0]}"
+            f"need one label per example: logits have {n_rows} rows, labels "
+            f"have {arr.shape[0]}"
         )
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         raise ValueError(
-            f"labels must lie in 0 … {n_classes - 1} for {n_classes} classes; "
-            f"got values from {arr.min()} to {arr.max()}"
+            f"labels must lie in 0 … {n_classes - 1} for {n_classes} "
+            f"classes; got values from {arr.min()} to {arr.max()}"
         )
     return arr.astype(np.int64, copy=False)
 
 
 def softmax_cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
-    """Mean cross-entropy of ``softmax(logits)`` against integer labels, and its gradient.
+    """Mean cross-entropy of ``softmax(logits)``, and its gradient.
 
-    ``E = (1/B) Σ_r (logsumexp(Z_r) − Z_{r, y_r})``  (eq. ``loss-ce``), computed with
-    log-sum-exp so that it stays finite for logits of any magnitude, and
-    ``∂E/∂Z = (softmax(Z) − onehot(y)) / B``  (eq. ``grad-ce``).
+    ``E = (1/B) Σ_r (logsumexp(Z_r) − Z_{r, y_r})``  (eq. ``loss-ce``),
+    computed with log-sum-exp so that it stays finite for logits of any
+    magnitude, and ``∂E/∂Z = (softmax(Z) − onehot(y)) / B``
+    (eq. ``grad-ce``).
 
     logits: (B, K).  labels: (B,) integers in ``0 … K − 1``.
     Returns ``(loss, dlogits)`` with ``dlogits`` of shape (B, K).

@@ -7,7 +7,8 @@ Layers are numbered as in the notation chapter: ``A⁽⁰⁾ = X`` and, for
 
 with no activation after layer ``L``: ``Z⁽ᴸ⁾`` is the logits, and the loss is
 softmax cross-entropy against integer labels. ``params[k - 1]`` holds
-``(W⁽ᵏ⁾, b⁽ᵏ⁾)``. Backward, from ``dZ⁽ᴸ⁾`` down (eq. ``backprop-recursion``)::
+``(W⁽ᵏ⁾, b⁽ᵏ⁾)``. Backward, from ``dZ⁽ᴸ⁾`` down
+(eq. ``backprop-recursion``)::
 
     dA⁽ᵏ⁻¹⁾, dW⁽ᵏ⁾, db⁽ᵏ⁾ = linear_vjp(dZ⁽ᵏ⁾, A⁽ᵏ⁻¹⁾, W⁽ᵏ⁾)
     dZ⁽ᵏ⁻¹⁾ = f_vjp(dA⁽ᵏ⁻¹⁾, Z⁽ᵏ⁻¹⁾)
@@ -30,33 +31,44 @@ __all__ = ["MLP"]
 class MLP:
     """A fully connected network trained with softmax cross-entropy.
 
-    layer_sizes: ``[n_in, n_hidden…, n_classes]``, at least two positive integers.
-    activation: ``"tanh"``, ``"sigmoid"`` or ``"relu"``, applied after every layer but the last.
-    seed: the initial weights are drawn from ``np.random.default_rng(seed)``:
-    ``W ~ N(0, gain²/n_in)`` with gain √2 for relu and 1 otherwise; biases start at zero.
-    dtype: ``np.float64`` (the default, for checking against finite differences) or
-    ``np.float32``. The parameters, the inputs (converted on the way in), every
-    activation and every gradient are of this dtype, end to end.
+    layer_sizes: ``[n_in, n_hidden…, n_classes]``, at least two positive
+    integers. activation: ``"tanh"``, ``"sigmoid"`` or ``"relu"``, applied
+    after every layer but the last. seed: the initial weights are drawn from
+    ``np.random.default_rng(seed)``: ``W ~ N(0, gain²/n_in)`` with gain √2
+    for relu and 1 otherwise; biases start at zero. dtype: ``np.float64``
+    (the default, for checking against finite differences) or ``np.float32``.
+    The parameters, the inputs (converted on the way in), every activation
+    and every gradient are of this dtype, end to end.
 
-    ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape ``(n_out, n_in)``.
+    ``params`` is a list of ``(W, b)`` pairs, ``W`` of shape
+    ``(n_out, n_in)``.
     """
 
     def __init__(
-        self, layer_sizes, activation: str = "tanh", seed: int = 0, dtype=np.float64
+        self,
+        layer_sizes,
+        activation: str = "tanh",
+        seed: int = 0,
+        dtype=np.float64,
     ):
         sizes = list(layer_sizes)
         if len(sizes) < 2:
-            raise ValueError(f"layer_sizes needs at least [n_in, n_out]; got {sizes}")
+            raise ValueError(
+                f"layer_sizes needs at least [n_in, n_out]; got {sizes}"
+            )
         for size in sizes:
             if (
                 isinstance(size, bool)
                 or not isinstance(size, int | np.integer)
                 or size < 1
             ):
-                raise ValueError(f"layer sizes must be positive integers; got {sizes}")
+                raise ValueError(
+                    f"layer sizes must be positive integers; got {sizes}"
+                )
         if activation not in ACTIVATIONS:
             raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}; got {activation!r}"
+                f"activation must be one of {sorted(ACTIVATIONS)}; got "
+                f"{activation!r}"
             )
         try:
             dtype = np.dtype(dtype)
@@ -65,44 +77,54 @@ class MLP:
                 f"dtype must be np.float32 or np.float64; got {dtype!r}"
             ) from None
         if dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be np.float32 or np.float64; got {dtype}")
+            raise ValueError(
+                f"dtype must be np.float32 or np.float64; got {dtype}"
+            )
         self.dtype = dtype
         self.layer_sizes = [int(s) for s in sizes]
         self.activation = activation
         self._f, self._f_vjp = ACTIVATIONS[activation]
         rng = np.random.default_rng(seed)
         gain = np.sqrt(2.0) if activation == "relu" else 1.0
-        # Drawn in float64 and then rounded, so both dtypes start from one network.
+        # Drawn in float64 and then rounded, so both dtypes start from one
+        # network.
         self.params = [
             (
-                rng.normal(scale=gain / np.sqrt(n_in), size=(n_out, n_in)).astype(
-                    dtype
-                ),
+                rng.normal(
+                    scale=gain / np.sqrt(n_in), size=(n_out, n_in)
+                ).astype(dtype),
                 np.zeros(n_out, dtype=dtype),
             )
-            for n_in, n_out in zip(self.layer_sizes[:-1], self.layer_sizes[1:])
+            for n_in, n_out in zip(
+                self.layer_sizes[:-1], self.layer_sizes[1:]
+            )
         ]
 
-    # -- checks ---------------------------------------------------------------------
+    # --
+    # checks ----------------------------------------------------------------
 
     def _check_inputs(self, X) -> np.ndarray:
         X = check_batch("X", X)
         if X.shape[1] != self.layer_sizes[0]:
             raise ValueError(
-                f"X has {X.shape[1]} features but the first layer expects {self.layer_sizes[0]} (X shape {X.shape})"
+                f"X has {X.shape[1]} features but the first layer expects "
+                f"{self.layer_sizes[0]} (X shape {X.shape})"
             )
         if not np.all(np.isfinite(X)):
             raise ValueError(
-                f"X must be finite; got {int(X.size - np.count_nonzero(np.isfinite(X)))} NaN or inf entries"
+                "X must be finite; got "
+                f"{int(X.size - np.count_nonzero(np.isfinite(X)))} NaN or "
+                "inf entries"
             )
         return X.astype(self.dtype, copy=False)
 
-    # -- forward and backward -----------------------------------------------------
+    # -- forward and
+    # backward -----------------------------------------------------
 
     def _forward(
         self, X: np.ndarray
     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """Logits and the cache: for each layer, its input ``A`` and pre-activation ``Z``."""
+        """Logits, and each layer's input ``A`` and pre-activation ``Z``."""
         A = X
         cache = []
         last = len(self.params) - 1
@@ -115,7 +137,7 @@ class MLP:
     def forward_with_cache(
         self, X
     ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """Logits and what the backward pass needs: ``[(A⁽ᵏ⁻¹⁾, Z⁽ᵏ⁾) for k = 1 … L]``."""
+        """Logits and ``[(A⁽ᵏ⁻¹⁾, Z⁽ᵏ⁾) for k = 1 … L]``, for backward."""
         return self._forward(self._check_inputs(X))
 
     def forward(self, X) -> np.ndarray:
@@ -136,12 +158,15 @@ class MLP:
         y = check_labels(y, X.shape[0], self.layer_sizes[-1])
         return float(np.mean(self.predict(X) == y))
 
-    def loss_and_grads(self, X, y) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
+    def loss_and_grads(
+        self, X, y
+    ) -> tuple[float, list[tuple[np.ndarray, np.ndarray]]]:
         """Mean softmax cross-entropy and its gradient for every parameter.
 
-        X: (B, n_in) finite inputs.  y: (B,) integer labels in ``0 … n_classes − 1``.
-        Returns ``(loss, grads)``; ``grads`` has the structure of ``params``: a list of
-        ``(dW, db)`` with the shapes of ``(W, b)``.
+        X: (B, n_in) finite inputs.  y: (B,) integer labels in
+        ``0 … n_classes − 1``. Returns ``(loss, grads)``; ``grads`` has the
+        structure of ``params``: a list of ``(dW, db)`` with the shapes of
+        ``(W, b)``.
         """
         X = self._check_inputs(X)
         y = check_labels(y, X.shape[0], self.layer_sizes[-1])
@@ -151,30 +176,34 @@ class MLP:
                 "the logits are not finite: the parameters have diverged"
             )
         loss, dZ = softmax_cross_entropy(logits, y)
-        grads: list[tuple[np.ndarray, np.ndarray]] = [None] * len(self.params)  # type: ignore[list-item]
+        grads: list[tuple[np.ndarray, np.ndarray]]
+        grads = [None] * len(self.params)  # type: ignore[list-item]
         for k in range(len(self.params) - 1, 0, -1):
             A, _ = cache[k]
             dA, dW, db = linear_vjp(dZ, A, self.params[k][0])
             grads[k] = (dW, db)
             dZ = self._f_vjp(dA, cache[k - 1][1])
         # The first layer's input is the data, which needs no gradient: of
-        # linear_vjp's three results only dW = dZᵀ A and db = dZᵀ 1 are formed
-        # here, which saves the GEMM dA = dZ W (as every framework does).
+        # linear_vjp's three results only dW = dZᵀ A and db = dZᵀ 1 are
+        # formed here, which saves the GEMM dA = dZ W (as every framework
+        # does).
         A = cache[0][0]
         grads[0] = (dZ.T @ A, dZ.sum(axis=0))
         return loss, grads
 
-    # -- training -------------------------------------------------------------------
+    # --
+    # training --------------------------------------------------------------
 
     def sgd_step(self, X, y, lr: float) -> float:
-        """One step of plain gradient descent on the batch; returns the loss before the step.
+        """One plain gradient step on the batch; returns the loss before it.
 
-        Raises ``FloatingPointError`` without changing any parameter if the loss, a
-        gradient or an updated parameter is not finite.
+        Raises ``FloatingPointError`` without changing any parameter if the
+        loss, a gradient or an updated parameter is not finite.
         """
         loss, grads = self.loss_and_grads(X, y)
         new = [
-            (W - lr * dW, b - lr * db) for (W, b), (dW, db) in zip(self.params, grads)
+            (W - lr * dW, b - lr * db)
+            for (W, b), (dW, db) in zip(self.params, grads)
         ]
         if not np.isfinite(loss) or not all(
             np.all(np.isfinite(W)) and np.all(np.isfinite(b)) for W, b in new
@@ -194,11 +223,12 @@ class MLP:
         batch_size: int | None = None,
         seed: int = 0,
     ) -> dict[str, list[float]]:
-        """Plain SGD. Each epoch shuffles the rows (with ``seed``) and steps once per mini-batch.
+        """Plain SGD: each epoch shuffles the rows, one step a mini-batch.
 
-        batch_size: rows per step; ``None`` uses the whole set (full-batch gradient descent).
-        Returns the history: ``{"loss": [...], "accuracy": [...]}``, one entry per epoch,
-        measured on the whole of ``(X, y)`` after the epoch.
+        batch_size: rows per step; ``None`` uses the whole set
+        (full-batch gradient descent). Returns the history:
+        ``{"loss": [...], "accuracy": [...]}``, one entry per epoch, measured
+        on the whole of ``(X, y)`` after the epoch.
         """
         X = self._check_inputs(X)
         y = check_labels(y, X.shape[0], self.layer_sizes[-1])
@@ -208,9 +238,14 @@ class MLP:
         epochs = positive_int("epochs", epochs)
         B = X.shape[0]
         size = B if batch_size is None else batch_size
-        if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+        if (
+            isinstance(size, bool)
+            or not isinstance(size, int | np.integer)
+            or size < 1
+        ):
             raise ValueError(
-                f"batch_size must be a positive integer or None; got {batch_size!r}"
+                "batch_size must be a positive integer or None; got "
+                f"{batch_size!r}"
             )
         rng = np.random.default_rng(seed)
         history: dict[str, list[float]] = {"loss": [], "accuracy": []}

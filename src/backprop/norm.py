@@ -1,18 +1,22 @@
 """Layer norm and batch norm: one standardisation, along two different axes.
 
-Both subtract a mean and divide by a standard deviation, then scale and shift each
-feature: ``Y = γ ⊙ X̂ + β`` with ``X̂ = (X − μ) / σ`` and ``σ = √(v + ε)``, the
-variance ``v`` biased (divided by the count, not the count minus one). They differ
-only in the axis the statistics run over:
+Both subtract a mean and divide by a standard deviation, then scale and shift
+each feature: ``Y = γ ⊙ X̂ + β`` with ``X̂ = (X − μ) / σ`` and
+``σ = √(v + ε)``, the variance ``v`` biased
+(divided by the count, not the count minus one). They differ only in the axis
+the statistics run over:
 
-- ``layer_norm`` standardises each example over its features (the last axis), as
-  ``torch.nn.functional.layer_norm(X, (n,), γ, β, ε)`` does;
-- ``batch_norm`` (training mode) standardises each feature over the batch (axis 0),
-  as ``torch.nn.functional.batch_norm(X, None, None, γ, β, training=True, eps=ε)``.
+- ``layer_norm`` standardises each example over its features (the last axis),
+  as ``torch.nn.functional.layer_norm(X, (n,), γ, β, ε)`` does;
+- ``batch_norm`` (training mode) standardises each feature over the batch
+  (axis 0), as
+  ``torch.nn.functional.batch_norm(X, None, None, γ, β, training=True,
+  eps=ε)``.
 
 Because every entry of ``X`` moves the mean and the variance, the map is not
-element-wise: for one group of ``m`` standardised entries (a row for layer norm, a
-column for batch norm) the Jacobian is (eq. ``rn-ln-jacobian``)
+element-wise: for one group of ``m`` standardised entries
+(a row for layer norm, a column for batch norm) the Jacobian is
+(eq. ``rn-ln-jacobian``)
 
     ∂y/∂x = diag(γ) (1/σ) (I − 𝟏𝟏ᵀ/m − x̂ x̂ᵀ/m),
 
@@ -20,11 +24,12 @@ dense, and the VJP has the compact form (eqs. ``rn-ln-vjp``, ``rn-bn-vjp``)
 
     g = γ ⊙ ∇y,    ∇x = (g − mean(g) 𝟏 − mean(g ⊙ x̂) x̂) / σ.
 
-``batch_norm_steps`` writes batch norm as a chain of eight elementary operations,
-each with a one-line VJP; composing their VJPs gives the compact form.
+``batch_norm_steps`` writes batch norm as a chain of eight elementary
+operations, each with a one-line VJP; composing their VJPs gives the compact
+form.
 
-Every function is pure: it checks its arguments, never modifies them, and returns
-new arrays.
+Every function is pure: it checks its arguments, never modifies them, and
+returns new arrays.
 """
 
 from __future__ import annotations
@@ -45,12 +50,14 @@ __all__ = [
 ]
 
 
-# --- checks and the shared standardisation --------------------------------------------
+# --- checks and the shared standardisation ---------------------------------
 
 
 def _check_eps(eps) -> float:
-    """``eps`` as a float: a finite number ``>= 0`` (0 is allowed, as in PyTorch)."""
-    if isinstance(eps, bool) or not isinstance(eps, int | float | np.floating):
+    """``eps`` as a float: finite, ``>= 0`` (0 allowed, as in PyTorch)."""
+    if isinstance(eps, bool) or not isinstance(
+        eps, int | float | np.floating
+    ):
         raise ValueError(f"eps must be a non-negative number; got {eps!r}")
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be non-negative and finite; got {eps!r}")
@@ -61,7 +68,8 @@ def _check_feature_vector(name: str, v, n: int, what: str) -> np.ndarray:
     v = as_real_array(name, v, ndim=1)
     if v.shape != (n,):
         raise ValueError(
-            f"{name} must have shape ({n},), one entry per {what}; got {v.shape}"
+            f"{name} must have shape ({n},), one entry per {what}; got "
+            f"{v.shape}"
         )
     return v
 
@@ -70,14 +78,17 @@ def _check_batch_norm_input(X) -> np.ndarray:
     X = check_batch("X", X)
     if X.shape[0] < 2:
         raise ValueError(
-            "batch norm in training mode needs more than 1 example per feature "
-            f"(the batch variance of one example is 0); got X of shape {X.shape}"
+            "batch norm in training mode needs more than 1 example per "
+            "feature (the batch variance of one example is 0); got X of "
+            f"shape {X.shape}"
         )
     return X
 
 
-def _standardize(X: np.ndarray, axis: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(X̂, σ)``: ``X`` minus its mean over ``axis``, divided by ``σ = √(v + ε)``.
+def _standardize(
+    X: np.ndarray, axis: int, eps: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(X̂, σ)``: ``X`` minus its mean on ``axis``, over ``σ = √(v + ε)``.
 
     σ keeps the reduced axis (size 1), so that it broadcasts against ``X``.
     """
@@ -86,32 +97,39 @@ def _standardize(X: np.ndarray, axis: int, eps: float) -> tuple[np.ndarray, np.n
     return C / sigma, sigma
 
 
-def _standardize_vjp(g: np.ndarray, Xhat: np.ndarray, sigma: np.ndarray, axis: int):
-    """``∇x = (g − mean(g) − x̂ mean(g ⊙ x̂)) / σ``, every mean over ``axis``."""
+def _standardize_vjp(
+    g: np.ndarray, Xhat: np.ndarray, sigma: np.ndarray, axis: int
+):
+    """``∇x = (g − mean(g) − x̂ mean(g ⊙ x̂)) / σ``, means over ``axis``."""
     mean_g = g.mean(axis=axis, keepdims=True)
     mean_gx = (g * Xhat).mean(axis=axis, keepdims=True)
     return (g - mean_g - Xhat * mean_gx) / sigma
 
 
-# --- layer norm -----------------------------------------------------------------------
+# --- layer norm ------------------------------------------------------------
 
 
 def _check_layer_norm(X, gamma, beta=None):
     X = as_real_array("X", X)
     n = X.shape[-1]
-    gamma = _check_feature_vector("gamma", gamma, n, "feature (last axis of X)")
+    gamma = _check_feature_vector(
+        "gamma", gamma, n, "feature (last axis of X)"
+    )
     if beta is not None:
-        beta = _check_feature_vector("beta", beta, n, "feature (last axis of X)")
+        beta = _check_feature_vector(
+            "beta", beta, n, "feature (last axis of X)"
+        )
     return X, gamma, beta
 
 
 def layer_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
     """Layer normalisation over the last axis  (eq. ``rn-ln-forward``).
 
-    X: (..., n), any rank of at least one; every slice ``X[..., :]`` (a row) is
-    standardised on its own.  gamma, beta: (n,).  eps: non-negative, added to the
-    biased variance.  Returns Y: (..., n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with
-    ``μ`` and ``v`` the mean and biased variance of each row.
+    X: (..., n), any rank of at least one; every slice ``X[..., :]`` (a row)
+    is standardised on its own.  gamma, beta: (n,).  eps: non-negative, added
+    to the biased variance.  Returns Y: (..., n),
+    ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with ``μ`` and ``v`` the mean and
+    biased variance of each row.
     """
     eps = _check_eps(eps)
     X, gamma, beta = _check_layer_norm(X, gamma, beta)
@@ -122,15 +140,17 @@ def layer_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
 def layer_norm_vjp(
     dY, X, gamma, eps: float = 1e-5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pull ``dY`` back through ``Y = layer_norm(X, γ, β, ε)``  (eq. ``rn-ln-vjp``).
+    """Pull ``dY`` back through ``Y = layer_norm(X, γ, β, ε)``
+    (eq. ``rn-ln-vjp``).
 
     dY, X: (..., n), the same shape.  gamma: (n,).
-    Returns ``(dX, dgamma, dbeta)`` with the shapes of ``X``, ``γ`` and ``β``:
+    Returns ``(dX, dgamma, dbeta)`` with the shapes of ``X``, ``γ`` and
+    ``β``:
 
-    - ``dX = (G − mean(G) − X̂ ⊙ mean(G ⊙ X̂)) / σ`` with ``G = dY ⊙ γ``, the means
-      and σ taken row by row (over the last axis);
-    - ``dgamma = Σ dY ⊙ X̂`` and ``dbeta = Σ dY``, summed over every axis but the
-      last (γ and β are shared by all rows).
+    - ``dX = (G − mean(G) − X̂ ⊙ mean(G ⊙ X̂)) / σ`` with ``G = dY ⊙ γ``, the
+      means and σ taken row by row (over the last axis);
+    - ``dgamma = Σ dY ⊙ X̂`` and ``dbeta = Σ dY``, summed over every axis but
+      the last (γ and β are shared by all rows).
 
     Each row of ``dX`` sums to zero.
     """
@@ -141,10 +161,14 @@ def layer_norm_vjp(
     Xhat, sigma = _standardize(X, -1, eps)
     dX = _standardize_vjp(dY * gamma, Xhat, sigma, -1)
     batch_axes = tuple(range(X.ndim - 1))
-    return dX, np.sum(dY * Xhat, axis=batch_axes), np.sum(dY, axis=batch_axes)
+    return (
+        dX,
+        np.sum(dY * Xhat, axis=batch_axes),
+        np.sum(dY, axis=batch_axes),
+    )
 
 
-# --- batch norm -----------------------------------------------------------------------
+# --- batch norm ------------------------------------------------------------
 
 
 def _check_batch_norm(X, gamma, beta=None):
@@ -152,18 +176,22 @@ def _check_batch_norm(X, gamma, beta=None):
     n = X.shape[1]
     gamma = _check_feature_vector("gamma", gamma, n, "feature (column of X)")
     if beta is not None:
-        beta = _check_feature_vector("beta", beta, n, "feature (column of X)")
+        beta = _check_feature_vector(
+            "beta", beta, n, "feature (column of X)"
+        )
     return X, gamma, beta
 
 
 def batch_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
-    """Batch normalisation, training mode: statistics over the batch  (eq. ``rn-bn-forward``).
+    """Batch normalisation, training mode: statistics over the batch
+    (eq. ``rn-bn-forward``).
 
     X: (B, n), one example per row, ``B >= 2``; every column (a feature) is
-    standardised over the ``B`` examples.  gamma, beta: (n,).  eps: non-negative.
-    Returns Y: (B, n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with ``μ`` and ``v`` the
-    mean and biased variance of each column.  With ``B = 1`` every output would be
-    ``β`` whatever ``X`` is, so it is refused, as PyTorch refuses it in training.
+    standardised over the ``B`` examples.  gamma, beta: (n,).  eps:
+    non-negative. Returns Y: (B, n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with
+    ``μ`` and ``v`` the mean and biased variance of each column.  With
+    ``B = 1`` every output would be ``β`` whatever ``X`` is, so it is
+    refused, as PyTorch refuses it in training.
     """
     eps = _check_eps(eps)
     X, gamma, beta = _check_batch_norm(X, gamma, beta)
@@ -174,13 +202,16 @@ def batch_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
 def batch_norm_vjp(
     dY, X, gamma, eps: float = 1e-5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pull ``dY`` back through ``Y = batch_norm(X, γ, β, ε)``  (eq. ``rn-bn-vjp``).
+    """Pull ``dY`` back through ``Y = batch_norm(X, γ, β, ε)``
+    (eq. ``rn-bn-vjp``).
 
     dY, X: (B, n).  gamma: (n,).
-    Returns ``(dX, dgamma, dbeta)`` with the shapes of ``X``, ``γ`` and ``β``:
+    Returns ``(dX, dgamma, dbeta)`` with the shapes of ``X``, ``γ`` and
+    ``β``:
 
-    - ``dX = (G − mean(G) − X̂ ⊙ mean(G ⊙ X̂)) / σ`` with ``G = dY ⊙ γ``, the means
-      and σ taken column by column (over the batch): the examples are coupled;
+    - ``dX = (G − mean(G) − X̂ ⊙ mean(G ⊙ X̂)) / σ`` with ``G = dY ⊙ γ``, the
+      means and σ taken column by column (over the batch): the examples are
+      coupled;
     - ``dgamma = Σ_batch dY ⊙ X̂`` and ``dbeta = Σ_batch dY``.
 
     Each column of ``dX`` sums to zero.
@@ -194,7 +225,7 @@ def batch_norm_vjp(
     return dX, np.sum(dY * Xhat, axis=0), np.sum(dY, axis=0)
 
 
-# --- batch norm, one elementary operation at a time -----------------------------------
+# --- batch norm, one elementary operation at a time ------------------------
 
 
 def batch_norm_steps(
@@ -202,8 +233,9 @@ def batch_norm_steps(
 ) -> tuple[np.ndarray, Callable[[np.ndarray], tuple[np.ndarray, ...]]]:
     """Batch norm as eight elementary steps; returns ``(Y, backward)``.
 
-    X: (B, n) with ``B >= 2``; gamma, beta: (n,).  The forward pass, with the shape
-    of each intermediate (``m`` is the mean over the batch, ``m(U) = 𝟏ᵀU / B``)::
+    X: (B, n) with ``B >= 2``; gamma, beta: (n,).  The forward pass, with the
+    shape of each intermediate
+    (``m`` is the mean over the batch, ``m(U) = 𝟏ᵀU / B``)::
 
         μ = m(X)           (n,)     mean
         C = X − 𝟏μᵀ        (B, n)   centre
@@ -214,9 +246,10 @@ def batch_norm_steps(
         X̂ = C ⊙ 𝟏rᵀ        (B, n)   multiply
         Y = X̂ ⊙ 𝟏γᵀ + 𝟏βᵀ  (B, n)   scale and shift
 
-    ``backward(dY)`` runs the steps in reverse, each with its own VJP, and returns
-    ``(dX, dgamma, dbeta)``. ``C`` is used twice (by the square and the multiply), so
-    its two gradients add. The result equals :func:`batch_norm_vjp` to round-off.
+    ``backward(dY)`` runs the steps in reverse, each with its own VJP, and
+    returns ``(dX, dgamma, dbeta)``. ``C`` is used twice
+    (by the square and the multiply), so its two gradients add. The result
+    equals :func:`batch_norm_vjp` to round-off.
     """
     eps = _check_eps(eps)
     X, gamma, beta = _check_batch_norm(X, gamma, beta)
@@ -235,8 +268,13 @@ def batch_norm_steps(
         dY = check_batch("dY", dY)
         check_same_shape("dY", dY, "X", X)
         # scale and shift: Y = X̂ ⊙ 𝟏γᵀ + 𝟏βᵀ
-        dXhat, dgamma, dbeta = dY * gamma, (dY * Xhat).sum(axis=0), dY.sum(axis=0)
-        # multiply: X̂ = C ⊙ 𝟏rᵀ  (r is broadcast over the rows, so its gradient sums)
+        dXhat, dgamma, dbeta = (
+            dY * gamma,
+            (dY * Xhat).sum(axis=0),
+            dY.sum(axis=0),
+        )
+        # multiply: X̂ = C ⊙ 𝟏rᵀ  (r is broadcast over the rows, so its
+        # gradient sums)
         dC, dr = dXhat * r, (dXhat * C).sum(axis=0)
         # rsqrt: r = s^(−1/2)
         ds = dr * (-0.5) * s**-1.5
@@ -258,7 +296,7 @@ def batch_norm_steps(
 def batch_norm_vjp_steps(
     dY, X, gamma, eps: float = 1e-5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`batch_norm_vjp` computed by :func:`batch_norm_steps`, step by step.
+    """:func:`batch_norm_vjp` by :func:`batch_norm_steps`, step by step.
 
     dY, X: (B, n).  gamma: (n,).  Returns ``(dX, dgamma, dbeta)``.
     """

@@ -1,8 +1,8 @@
-"""Figures the chapters share: heatmaps of Jacobians (and, below, training figures).
+"""Figures the chapters share: Jacobian heatmaps, training figures.
 
-A Jacobian's pattern of zeros is the reason for the shape of its VJP: a diagonal
-Jacobian gives an element-wise product, a Kronecker-structured one gives a
-matrix product. These helpers draw that pattern.
+A Jacobian's pattern of zeros is the reason for the shape of its VJP: a
+diagonal Jacobian gives an element-wise product, a Kronecker-structured one
+gives a matrix product. These helpers draw that pattern.
 """
 
 from __future__ import annotations
@@ -21,10 +21,13 @@ __all__ = [
 ]
 
 
-def jacobian_heatmap(J, ax=None, title: str = "", xlabel: str = "", ylabel: str = ""):
-    """Draw ``J`` as a diverging heatmap centred on zero, exact zeros shown white.
+def jacobian_heatmap(
+    J, ax=None, title: str = "", xlabel: str = "", ylabel: str = ""
+):
+    """Draw ``J`` as a diverging heatmap centred on 0, exact zeros white.
 
-    Rows are outputs and columns inputs (numerator layout). Returns the image.
+    Rows are outputs and columns inputs (numerator layout). Returns the
+    image.
     """
     J = as_real_array("J", J, ndim=2)
     if ax is None:
@@ -47,16 +50,25 @@ def jacobian_heatmap(J, ax=None, title: str = "", xlabel: str = "", ylabel: str 
 
 
 def jacobian_panels(
-    jacobians, titles, xlabels=None, ylabel: str = "output entry", width: float = 3.0
+    jacobians,
+    titles,
+    xlabels=None,
+    ylabel: str = "output entry",
+    width: float = 3.0,
 ):
-    """Several Jacobians side by side, each with its shape in the title. Returns the figure."""
+    """Several Jacobians side by side, their shapes in the titles."""
     jacobians = list(jacobians)
     titles = list(titles)
     if len(titles) != len(jacobians):
         raise ValueError(
-            f"need one title per Jacobian: got {len(titles)} titles for {len(jacobians)} Jacobians"
+            f"need one title per Jacobian: got {len(titles)} titles for "
+            f"{len(jacobians)} Jacobians"
         )
-    xlabels = list(xlabels) if xlabels is not None else ["input entry"] * len(jacobians)
+    xlabels = (
+        list(xlabels)
+        if xlabels is not None
+        else ["input entry"] * len(jacobians)
+    )
     fig, axes = plt.subplots(
         1, len(jacobians), figsize=(width * len(jacobians), width + 0.4)
     )
@@ -74,7 +86,8 @@ def jacobian_panels(
     return fig
 
 
-# -- training figures ------------------------------------------------------------------
+# -- training
+# figures ------------------------------------------------------------------
 
 
 def _history_curve(history, key: str) -> np.ndarray | None:
@@ -84,29 +97,34 @@ def _history_curve(history, key: str) -> np.ndarray | None:
         curve = np.asarray(history[key], dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(
-            f"history[{key!r}] must be a sequence of numbers; got {history[key]!r}"
+            f"history[{key!r}] must be a sequence of numbers; got "
+            f"{history[key]!r}"
         ) from None
     if curve.ndim != 1 or curve.size == 0:
         raise ValueError(
-            f"history[{key!r}] must be a non-empty 1-D sequence, one number per epoch; "
-            f"got shape {curve.shape}"
+            f"history[{key!r}] must be a non-empty 1-D sequence, one number "
+            f"per epoch; got shape {curve.shape}"
         )
     if not np.all(np.isfinite(curve)):
         raise ValueError(f"history[{key!r}] must be finite; got {curve}")
     return curve
 
 
-def plot_history(history, axes=None, label: str | None = None, **line_kwargs):
-    """Loss and accuracy per epoch, as returned by ``MLP.train``, on two panels.
+def plot_history(
+    history, axes=None, label: str | None = None, **line_kwargs
+):
+    """Loss and accuracy per epoch, from ``MLP.train``, on two panels.
 
     Parameters
     ----------
     history : mapping
         ``{"loss": [...], "accuracy": [...]}``, one finite number per epoch.
-        ``"loss"`` is required; ``"accuracy"``, if present, must have the same length.
+        ``"loss"`` is required; ``"accuracy"``, if present, must have the
+        same length.
     axes : sequence of two matplotlib Axes, optional
-        Where to draw (loss, accuracy). ``None`` makes a new figure with two panels.
-        Pass the axes returned by a first call to draw a second model on top.
+        Where to draw (loss, accuracy). ``None`` makes a new figure with two
+        panels. Pass the axes returned by a first call to draw a second model
+        on top.
     label : str, optional
         Legend entry of the curves.
     **line_kwargs
@@ -120,26 +138,29 @@ def plot_history(history, axes=None, label: str | None = None, **line_kwargs):
     Raises
     ------
     ValueError
-        If ``history`` has no ``"loss"``, holds non-finite or non-numeric values, if
-        the two curves differ in length, or if ``axes`` is not two Axes.
+        If ``history`` has no ``"loss"``, holds non-finite or non-numeric
+        values, if the two curves differ in length, or if ``axes`` is not two
+        Axes.
     """
     if not hasattr(history, "keys") or "loss" not in history:
         raise ValueError(
-            "history must be a mapping with a 'loss' entry, as returned by MLP.train; "
-            f"got {type(history).__name__}"
+            "history must be a mapping with a 'loss' entry, as returned by "
+            f"MLP.train; got {type(history).__name__}"
         )
     loss = _history_curve(history, "loss")
     accuracy = _history_curve(history, "accuracy")
     if accuracy is not None and accuracy.size != loss.size:
         raise ValueError(
-            f"history has {loss.size} loss values but {accuracy.size} accuracy values; "
-            "need one of each per epoch"
+            f"history has {loss.size} loss values but {accuracy.size} "
+            "accuracy values; need one of each per epoch"
         )
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(8.0, 3.0))
     axes = np.asarray(axes, dtype=object).reshape(-1)
     if axes.size != 2:
-        raise ValueError(f"axes must be two Axes (loss, accuracy); got {axes.size}")
+        raise ValueError(
+            f"axes must be two Axes (loss, accuracy); got {axes.size}"
+        )
     epochs = np.arange(1, loss.size + 1)
     axes[0].plot(epochs, loss, label=label, **line_kwargs)
     axes[0].set_yscale("log")
@@ -164,13 +185,13 @@ def plot_decision_boundary(
     margin: float = 0.1,
     title: str = "",
 ):
-    """Colour the plane by the class ``model`` predicts, and draw the data on top.
+    """Colour the plane by the class ``model`` predicts; draw the data.
 
     Parameters
     ----------
     model : object with ``predict``
-        ``model.predict(P)`` maps points ``P`` of shape ``(N, 2)`` to ``N`` integer
-        classes (``MLP.predict`` does).
+        ``model.predict(P)`` maps points ``P`` of shape ``(N, 2)`` to ``N``
+        integer classes (``MLP.predict`` does).
     X : array_like, shape (B, 2)
         Points in the plane, finite.
     y : array_like, shape (B,)
@@ -192,33 +213,41 @@ def plot_decision_boundary(
     Raises
     ------
     ValueError
-        If ``X`` is not ``(B, 2)`` and finite, ``y`` is not ``B`` non-negative integers,
-        ``resolution`` or ``margin`` is out of range, or the model's predictions do not
-        have one integer per grid point.
+        If ``X`` is not ``(B, 2)`` and finite, ``y`` is not ``B``
+        non-negative integers, ``resolution`` or ``margin`` is out of range,
+        or the model's predictions do not have one integer per grid point.
     """
     X = check_batch("X", X)
     if X.shape[1] != 2:
-        raise ValueError(f"X must have 2 columns (points in the plane); got {X.shape}")
+        raise ValueError(
+            f"X must have 2 columns (points in the plane); got {X.shape}"
+        )
     if not np.all(np.isfinite(X)):
         raise ValueError("X must be finite")
     labels = np.asarray(y)
     if labels.shape != (X.shape[0],):
         raise ValueError(
-            f"y must have shape ({X.shape[0]},), one label per row of X; got {labels.shape}"
+            f"y must have shape ({X.shape[0]},), one label per row of X; "
+            f"got {labels.shape}"
         )
     if labels.dtype.kind not in "iu" or np.any(labels < 0):
         raise ValueError(
-            f"y must hold non-negative integer labels; got dtype {labels.dtype}"
+            "y must hold non-negative integer labels; got dtype "
+            f"{labels.dtype}"
         )
     if (
         isinstance(resolution, bool)
         or not isinstance(resolution, int | np.integer)
         or resolution < 2
     ):
-        raise ValueError(f"resolution must be an integer >= 2; got {resolution!r}")
+        raise ValueError(
+            f"resolution must be an integer >= 2; got {resolution!r}"
+        )
     margin = float(margin)
     if not np.isfinite(margin) or margin < 0:
-        raise ValueError(f"margin must be a finite number >= 0; got {margin}")
+        raise ValueError(
+            f"margin must be a finite number >= 0; got {margin}"
+        )
     if not callable(getattr(model, "predict", None)):
         raise ValueError(
             f"model must have a predict method; got {type(model).__name__}"
@@ -230,10 +259,14 @@ def plot_decision_boundary(
     U, V = np.meshgrid(u, v)
     grid = np.column_stack([U.ravel(), V.ravel()])
     predicted = np.asarray(model.predict(grid))
-    if predicted.shape != (grid.shape[0],) or predicted.dtype.kind not in "iu":
+    if (
+        predicted.shape != (grid.shape[0],)
+        or predicted.dtype.kind not in "iu"
+    ):
         raise ValueError(
-            f"model.predict must return {grid.shape[0]} integer classes for a "
-            f"{grid.shape} grid; got shape {predicted.shape}, dtype {predicted.dtype}"
+            f"model.predict must return {grid.shape[0]} integer classes for "
+            f"a {grid.shape} grid; got shape {predicted.shape}, dtype "
+            f"{predicted.dtype}"
         )
     n_classes = int(max(labels.max(), predicted.max())) + 1
     colours = plt.get_cmap("tab10").colors
@@ -279,29 +312,34 @@ def gc_step_size_panel(
     title: str = "",
     ylim=(1e-13, 10.0),
 ):
-    """One panel of the error-versus-step figure of the chapter "Verifying gradients".
+    """One panel of the error-versus-step figure of "Verifying gradients".
 
     ax: the axes to draw on.  hs: (m,) positive steps.
-    measured: ``{"forward": (m,), "central": (m,)}`` (either or both), the measured
-    relative errors, drawn as solid lines with small dots.
+    measured: ``{"forward": (m,), "central": (m,)}`` (either or both), the
+    measured relative errors, drawn as solid lines with small dots.
     eps: the machine epsilon of the precision that was measured.
-    truncation: optional ``{"forward": C1, "central": C2}``; draws the truncation
-    terms ``C1 h`` and ``C2 h²`` as dashed lines in the colour of their curve.
-    Also drawn: the round-off term ``ε/h`` (grey, dashed) and dotted vertical lines
-    at the predicted best steps ``ε^(1/2)`` and ``ε^(1/3)``; see eqs.
-    ``gc-error-model``, ``gc-optimal-step``. Both axes are logarithmic. Returns ``ax``.
+    truncation: optional ``{"forward": C1, "central": C2}``; draws the
+    truncation terms ``C1 h`` and ``C2 h²`` as dashed lines in the colour of
+    their curve. Also drawn: the round-off term ``ε/h`` (grey, dashed) and
+    dotted vertical lines at the predicted best steps ``ε^(1/2)`` and
+    ``ε^(1/3)``; see eqs. ``gc-error-model``, ``gc-optimal-step``. Both axes
+    are logarithmic. Returns ``ax``.
     """
     hs = as_real_array("hs", hs, ndim=1)
-    # colour, power of h in the truncation term, label of the predicted best step
+    # colour, power of h in the truncation term, label of the predicted best
+    # step
     style = {"forward": ("C0", 1, "h = √ε"), "central": ("C1", 2, "h = ∛ε")}
     truncation = {} if truncation is None else dict(truncation)
     for scheme, errors in measured.items():
         if scheme not in style:
-            raise ValueError(f"schemes are 'forward' and 'central'; got {scheme!r}")
+            raise ValueError(
+                f"schemes are 'forward' and 'central'; got {scheme!r}"
+            )
         errors = as_real_array(scheme, errors, ndim=1)
         if errors.shape != hs.shape:
             raise ValueError(
-                f"{scheme}: need one error per step, {hs.shape}; got {errors.shape}"
+                f"{scheme}: need one error per step, {hs.shape}; got "
+                f"{errors.shape}"
             )
         colour, power, best = style[scheme]
         shown = np.maximum(errors, ylim[0])
@@ -310,7 +348,13 @@ def gc_step_size_panel(
             label = "∝ h" if power == 1 else "∝ h²"
             line = truncation[scheme] * hs**power
             ax.loglog(hs, line, "--", lw=0.9, color=colour, label=label)
-        ax.axvline(eps ** (1 / (power + 1)), ls=":", lw=1.2, color=colour, label=best)
+        ax.axvline(
+            eps ** (1 / (power + 1)),
+            ls=":",
+            lw=1.2,
+            color=colour,
+            label=best,
+        )
     ax.loglog(hs, eps / hs, "--", lw=0.9, color="0.5", label="ε / h")
     ax.set_ylim(*ylim)
     ax.set_xlabel("step $h$")
@@ -321,18 +365,19 @@ def gc_step_size_panel(
 
 
 def plot_computational_graph(root, names, ax=None):
-    """Draw the graph an autodiff ``root`` was computed from, after its backward pass.
+    """Draw the graph ``root`` was computed from, after its backward pass.
 
     root: a :class:`backprop.autodiff.Tensor` on which
-    ``backward(retain_graph=True)`` has run, after ``retain_grad()`` on every tensor
-    between the inputs and ``root``: the engine otherwise releases the graph and
-    keeps ``.grad`` on the leaves only, as PyTorch does.
-    names: ``{tensor: label}`` for the tensors to show; every tensor ``root`` depends
-    on must be named. Each node is drawn at the column of its longest path from an
-    input and shows its name, the primitive that made it, its forward value and the
-    gradient ``.grad`` that arrived at it (entries of single numbers, shapes
-    otherwise). Each edge ``i → j`` carries, in red, the part of ``.grad`` of ``i``
-    sent back along it, ``J_{j,i}ᵀ ḡ_j`` (eq. ``ad-reverse``). Returns ``ax``.
+    ``backward(retain_graph=True)`` has run, after ``retain_grad()`` on every
+    tensor between the inputs and ``root``: the engine otherwise releases the
+    graph and keeps ``.grad`` on the leaves only, as PyTorch does.
+    names: ``{tensor: label}`` for the tensors to show; every tensor ``root``
+    depends on must be named. Each node is drawn at the column of its longest
+    path from an input and shows its name, the primitive that made it, its
+    forward value and the gradient ``.grad`` that arrived at it
+    (entries of single numbers, shapes otherwise). Each edge ``i → j``
+    carries, in red, the part of ``.grad`` of ``i`` sent back along it,
+    ``J_{j,i}ᵀ ḡ_j`` (eq. ``ad-reverse``). Returns ``ax``.
     """
     from backprop import autodiff as ad
 
@@ -340,9 +385,9 @@ def plot_computational_graph(root, names, ax=None):
     missing = [node for node in order if node not in names]
     if missing or root.grad is None:
         raise ValueError(
-            f"need a name for every node and root.backward(retain_graph=True) run "
-            f"first; "
-            f"{len(missing)} unnamed node(s), root.grad is {root.grad!r}"
+            "need a name for every node and "
+            f"root.backward(retain_graph=True) run first; {len(missing)} "
+            f"unnamed node(s), root.grad is {root.grad!r}"
         )
     depth: dict = {}
     for node in order:  # inputs first, so a node's parents have their depth
@@ -365,14 +410,21 @@ def plot_computational_graph(root, names, ax=None):
     ys = [y for _, y in pos.values()]
     ax.set_xlim(-0.6, max(columns) + 0.6)
     ax.set_ylim(min(ys) - 0.7, max(ys) + 0.9)
-    to_screen, to_data = ax.transData.transform, ax.transData.inverted().transform
+    to_screen, to_data = (
+        ax.transData.transform,
+        ax.transData.inverted().transform,
+    )
     for node in order:
         if not node._parents:
             continue
         for parent, g in zip(node._parents, ad._pullback(node, node.grad)):
             start, end = np.array(pos[parent]), np.array(pos[node])
             # an edge that skips a column arcs away from the middle row
-            bend = 0.0 if end[0] - start[0] < 2 else (-0.3 if start[1] >= 0 else 0.3)
+            bend = (
+                0.0
+                if end[0] - start[0] < 2
+                else (-0.3 if start[1] >= 0 else 0.3)
+            )
             ax.annotate(
                 "",
                 xy=end,
@@ -386,7 +438,8 @@ def plot_computational_graph(root, names, ax=None):
                     connectionstyle=f"arc3,rad={bend}",
                 ),
             )
-            p0, p2 = to_screen(start), to_screen(end)  # matplotlib's arc3 curve,
+            # matplotlib's arc3 curve,
+            p0, p2 = to_screen(start), to_screen(end)
             (dx, dy) = p2 - p0  # a quadratic Bézier, at its midpoint
             control = (p0 + p2) / 2 + bend * np.array([dy, -dx])
             mid = to_data(0.25 * p0 + 0.5 * control + 0.25 * p2)
@@ -403,15 +456,19 @@ def plot_computational_graph(root, names, ax=None):
     for node in order:
         made_by = ""
         if node._op:
-            made_by = f" = {node._op}({', '.join(names[p] for p in node._parents)})"
+            inputs = ", ".join(names[p] for p in node._parents)
+            made_by = f" = {node._op}({inputs})"
         ax.text(
             *pos[node],
-            f"{names[node]}{made_by}\nvalue {shown(node.value)}\ngrad {shown(node.grad)}",
+            f"{names[node]}{made_by}\nvalue {shown(node.value)}\ngrad "
+            f"{shown(node.grad)}",
             ha="center",
             va="center",
             fontsize=8.5,
             linespacing=1.4,
-            bbox=dict(boxstyle="round,pad=0.45", fc="#eef3fb", ec="C0", lw=1.0),
+            bbox=dict(
+                boxstyle="round,pad=0.45", fc="#eef3fb", ec="C0", lw=1.0
+            ),
         )
     ax.axis("off")
     return ax

@@ -1,20 +1,20 @@
-"""Residual blocks ``Y = A + f(A Wᵀ + 𝟏bᵀ)`` and how gradients travel down a deep stack.
+"""Residual blocks ``Y = A + f(A Wᵀ + 𝟏bᵀ)``; gradients down a deep stack.
 
-A residual block adds its input to what its branch computes, so its Jacobian is the
-identity plus the branch's Jacobian (eq. ``rn-res-jacobian``), and its VJP is the
-upstream gradient plus the branch's VJP (eq. ``rn-res-vjp``):
+A residual block adds its input to what its branch computes, so its Jacobian
+is the identity plus the branch's Jacobian (eq. ``rn-res-jacobian``), and its
+VJP is the upstream gradient plus the branch's VJP (eq. ``rn-res-vjp``):
 
     dA = dY + F_vjp(dY).
 
 The identity term carries ``dY`` down unchanged, however small the branch's
 Jacobian is; without it the gradient is multiplied by one branch Jacobian per
-layer and shrinks (or grows) geometrically with depth. With it the gradient can
-still shrink, but only through a block whose branch points against it:
+layer and shrinks (or grows) geometrically with depth. With it the gradient
+can still shrink, but only through a block whose branch points against it:
 ``δᵀ J_F δ < 0`` for an example's gradient ``δ`` (eq. ``rn-res-norm``).
 :func:`residual_stack_grad_norms` measures that, for the chapter's figure.
 
-Every function is pure: it checks its arguments, never modifies them, and returns
-new arrays.
+Every function is pure: it checks its arguments, never modifies them, and
+returns new arrays.
 """
 
 from __future__ import annotations
@@ -43,17 +43,19 @@ def _check_block(A, W, b):
     A, W, b = _check_linear(A, W, b)
     if W.shape[0] != W.shape[1]:
         raise ValueError(
-            f"a residual block adds its input to its output, so W must be square; "
-            f"got W of shape {W.shape}"
+            "a residual block adds its input to its output, so W must be "
+            f"square; got W of shape {W.shape}"
         )
     return A, W, b
 
 
 def residual_block(A, W, b, activation: str = "tanh") -> np.ndarray:
-    """``Y = A + f(A Wᵀ + 𝟏bᵀ)``, the identity plus one layer  (eq. ``rn-res-forward``).
+    """``Y = A + f(A Wᵀ + 𝟏bᵀ)``, the identity plus one layer
+    (eq. ``rn-res-forward``).
 
-    A: (B, n).  W: (n, n), square so that the branch keeps the width.  b: (n,).
-    activation: a name in ``backprop.layers.ACTIVATIONS``.  Returns Y: (B, n).
+    A: (B, n).  W: (n, n), square so that the branch keeps the width.  b:
+    (n,). activation: a name in ``backprop.layers.ACTIVATIONS``.  Returns Y:
+    (B, n).
     """
     f, _ = _activation(activation)
     A, W, b = _check_block(A, W, b)
@@ -63,12 +65,14 @@ def residual_block(A, W, b, activation: str = "tanh") -> np.ndarray:
 def residual_block_vjp(
     dY, A, W, b, activation: str = "tanh"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pull ``dY`` back through ``Y = A + f(A Wᵀ + 𝟏bᵀ)``  (eq. ``rn-res-vjp``).
+    """Pull ``dY`` back through ``Y = A + f(A Wᵀ + 𝟏bᵀ)``
+    (eq. ``rn-res-vjp``).
 
     dY, A: (B, n).  W: (n, n).  b: (n,).
     Returns ``(dA, dW, db)`` with the shapes of ``A``, ``W`` and ``b``:
-    ``dZ = dY ⊙ f'(Z)``, then ``dA = dY + dZ W`` (the identity path plus the branch),
-    ``dW = dZᵀ A`` and ``db = dZᵀ 𝟏``, as in ``linear_vjp``.
+    ``dZ = dY ⊙ f'(Z)``, then ``dA = dY + dZ W``
+    (the identity path plus the branch), ``dW = dZᵀ A`` and ``db = dZᵀ 𝟏``,
+    as in ``linear_vjp``.
     """
     _, f_vjp = _activation(activation)
     A, W, b = _check_block(A, W, b)
@@ -91,14 +95,15 @@ def residual_stack_grad_norms(
     """‖∂E/∂A⁽ᵏ⁾‖ at every depth of a random stack of ``depth`` layers.
 
     Layer ``k`` maps ``A⁽ᵏ⁻¹⁾`` to ``A⁽ᵏ⁾ = A⁽ᵏ⁻¹⁾ + f(A⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ᵀ)`` when
-    ``residual`` is true and to ``A⁽ᵏ⁾ = f(A⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ᵀ)`` otherwise; the biases are
-    zero and each ``W⁽ᵏ⁾`` is ``(width, width)`` with entries drawn from
-    ``N(0, gain² / width)``. The input ``A⁽⁰⁾`` is ``(batch, width)`` standard normal.
-    The loss is ``E = ⟨G, A⁽ᴸ⁾⟩`` with a random ``G`` of unit Frobenius norm, so
-    ``∂E/∂A⁽ᴸ⁾ = G`` and ``‖∂E/∂A⁽ᴸ⁾‖ = 1``. The backward pass uses
-    ``residual_block_vjp`` or, without the identity, ``linear_vjp`` after the
-    activation's VJP. The same ``seed`` gives the same weights with and without the
-    identity, so the two curves differ by the identity path only.
+    ``residual`` is true and to ``A⁽ᵏ⁾ = f(A⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ᵀ)`` otherwise; the
+    biases are zero and each ``W⁽ᵏ⁾`` is ``(width, width)`` with entries
+    drawn from ``N(0, gain² / width)``. The input ``A⁽⁰⁾`` is
+    ``(batch, width)`` standard normal. The loss is ``E = ⟨G, A⁽ᴸ⁾⟩`` with a
+    random ``G`` of unit Frobenius norm, so ``∂E/∂A⁽ᴸ⁾ = G`` and
+    ``‖∂E/∂A⁽ᴸ⁾‖ = 1``. The backward pass uses ``residual_block_vjp`` or,
+    without the identity, ``linear_vjp`` after the activation's VJP. The same
+    ``seed`` gives the same weights with and without the identity, so the two
+    curves differ by the identity path only.
 
     Returns (depth + 1,): entry ``k`` is the Frobenius norm of ``∂E/∂A⁽ᵏ⁾``,
     from ``k = 0`` (the input) to ``k = depth`` (the output, 1).
@@ -122,7 +127,9 @@ def residual_stack_grad_norms(
     for W in Ws:
         A = As[-1]
         As.append(
-            residual_block(A, W, b, activation) if residual else f(linear(A, W, b))
+            residual_block(A, W, b, activation)
+            if residual
+            else f(linear(A, W, b))
         )
 
     dA = G

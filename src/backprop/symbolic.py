@@ -1,8 +1,8 @@
-"""sympy helpers for the component view: small symbolic matrices, derived entry by entry.
+"""sympy helpers for the component view: symbolic matrices, entry by entry.
 
 A derivation in indices is a statement about every entry at once. With a few
-symbols we can let sympy differentiate every entry by the scalar chain rule and
-compare the result, exactly, with a matrix formula.
+symbols we can let sympy differentiate every entry by the scalar chain rule
+and compare the result, exactly, with a matrix formula.
 """
 
 from __future__ import annotations
@@ -28,21 +28,25 @@ def _check_dims(**dims: int) -> None:
 
 
 def symbolic_matrix(name: str, rows: int, cols: int) -> sp.Matrix:
-    """A ``rows × cols`` matrix of distinct real symbols ``name_{ij}``, indices from 1."""
+    """A ``rows × cols`` matrix of real symbols ``name_{ij}``, from 1."""
     _check_dims(rows=rows, cols=cols)
     return sp.Matrix(
-        rows, cols, lambda i, j: sp.Symbol(f"{name}_{{{i + 1}{j + 1}}}", real=True)
+        rows,
+        cols,
+        lambda i, j: sp.Symbol(f"{name}_{{{i + 1}{j + 1}}}", real=True),
     )
 
 
 def symbolic_vector(name: str, n: int) -> sp.Matrix:
-    """An ``n × 1`` column of distinct real symbols ``name_{i}``, indices from 1."""
+    """An ``n × 1`` column of real symbols ``name_{i}``, indices from 1."""
     _check_dims(n=n)
-    return sp.Matrix(n, 1, lambda i, _: sp.Symbol(f"{name}_{{{i + 1}}}", real=True))
+    return sp.Matrix(
+        n, 1, lambda i, _: sp.Symbol(f"{name}_{{{i + 1}}}", real=True)
+    )
 
 
 def gradient(E: sp.Expr, X: sp.Matrix) -> sp.Matrix:
-    """The matrix of partial derivatives ``∂E/∂X_ij``: a gradient has the shape of its variable."""
+    """The matrix of the partials ``∂E/∂X_ij``: the shape of the variable."""
     return X.applyfunc(lambda x: sp.diff(E, x))
 
 
@@ -51,17 +55,20 @@ def is_zero_matrix(M: sp.Matrix) -> bool:
     return all(sp.simplify(entry) == 0 for entry in M)
 
 
-def one_layer(n_out: int, n_in: int, f: sp.Function | None = None) -> SimpleNamespace:
-    """One symbolic layer ``z = W a + b``, ``a' = f(z)``, and a loss ``E = gᵀ a'``.
+def one_layer(
+    n_out: int, n_in: int, f: sp.Function | None = None
+) -> SimpleNamespace:
+    """A symbolic layer ``z = W a + b``, ``a' = f(z)``, loss ``E = gᵀ a'``.
 
-    The loss is linear in ``a'`` with symbolic coefficients ``g``, so ``∂E/∂a' = g``
-    exactly: ``g`` stands for whatever gradient arrives from the layers above, and
-    every derivative of ``E`` is a derivative of the layer, nothing more.
+    The loss is linear in ``a'`` with symbolic coefficients ``g``, so
+    ``∂E/∂a' = g`` exactly: ``g`` stands for whatever gradient arrives from
+    the layers above, and every derivative of ``E`` is a derivative of the
+    layer, nothing more.
 
-    f: a sympy function of one argument; by default an undefined ``f``, so that
-    results hold for every differentiable activation.
-    Returns a namespace with ``a, W, b, z, a_next, g, E, f`` and ``fprime``, the
-    column vector ``f'(z)``.
+    f: a sympy function of one argument; by default an undefined ``f``, so
+    that results hold for every differentiable activation.
+    Returns a namespace with ``a, W, b, z, a_next, g, E, f`` and ``fprime``,
+    the column vector ``f'(z)``.
     """
     _check_dims(n_out=n_out, n_in=n_in)
     f = sp.Function("f") if f is None else f

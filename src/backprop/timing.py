@@ -16,16 +16,21 @@ from backprop._checks import positive_int
 __all__ = ["median_time"]
 
 
-def median_time(f: Callable, *args, repeats: int = 5, warmup: int = 1) -> float:
-    """Seconds for one call ``f(*args)``: the median of ``repeats`` timed calls.
+def median_time(
+    f: Callable, *args, repeats: int = 5, warmup: int = 1
+) -> float:
+    """Seconds for one call ``f(*args)``: the median of ``repeats`` calls.
 
     ``warmup`` untimed calls come first, so that first-call costs (allocating
-    memory, starting threads) are not counted. The median, not the mean, so that a
-    moment when the machine was busy elsewhere does not move the figure.
+    memory, starting threads) are not counted. The median, not the mean, so
+    that a moment when the machine was busy elsewhere does not move the
+    figure.
     """
     repeats = positive_int("repeats", repeats)
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer; got {warmup!r}")
+        raise ValueError(
+            f"warmup must be a non-negative integer; got {warmup!r}"
+        )
     for _ in range(warmup):
         f(*args)
     times = []
