@@ -69,7 +69,8 @@ def check_linear_against_finite_differences(A, W, b, G):
 
 @given(seed=seeds, B=dims, n_in=dims, n_out=dims)
 def test_linear_vjp_matches_finite_differences(seed, B, n_in, n_out):
-    check_linear_against_finite_differences(*layer_data(seed, B, n_in, n_out))
+    data = layer_data(seed, B, n_in, n_out)
+    check_linear_against_finite_differences(*data)
 
 
 @given(seed=seeds, n=dims)

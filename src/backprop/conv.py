@@ -5,8 +5,8 @@ Layout NCHW, as in PyTorch: ``X`` is ``(B, C, H, W_in)``, the kernel ``W`` is
 zero padding ``(ph, pw)``, ``Xp`` is ``X`` with ``ph`` zero rows above and
 below and ``pw`` zero columns left and right, and
 
-    Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q] ·
-    W[o, c, p, q] + b[o],
+    Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q]
+                                · W[o, c, p, q] + b[o],
 
 of shape ``(B, O, H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1``
 (and the same for the width). No kernel flip: this is what
@@ -14,8 +14,8 @@ of shape ``(B, O, H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1``
 
 The gradients, with ``dY = ∂E/∂Y``:
 
-- ``dW[o, c, p, q] = Σ_{n, i, j} dY[n, o, i, j] · Xp[n, c, sh·i + p, sw·j +
-  q]``, a correlation of the padded input with ``dY``;
+- ``dW[o, c, p, q] = Σ_{n, i, j} dY[n, o, i, j] · Xp[n, c, sh·i + p,
+  sw·j + q]``, a correlation of the padded input with ``dY``;
 - ``db[o] = Σ_{n, i, j} dY[n, o, i, j]``;
 - ``dX``: each input pixel collects ``dY · W`` from every window that
   contains it. That is a *full* convolution of the stride-dilated ``dY`` with
@@ -232,7 +232,7 @@ def conv2d(X, W, b=None, stride=1, padding=0) -> np.ndarray:
     ``H_out = (H + 2 ph − kh) // sh + 1``, with
 
         Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q]
-        W[o, c, p, q] + b[o],
+                                    · W[o, c, p, q] + b[o],
 
     computed as ``einsum('nijcpq,ocpq->noij', im2col(Xp), W)``: every output
     pixel is the dot product of its patch with each kernel.
