@@ -351,9 +351,8 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
 
 # Forward mode: the tangent of the output. One function per input,
 # jvp_i(t_i, out, *inputs, **params) = J_i t_i, summed over the inputs that
-# have a tangent (eq. ``ad-jvp``); or, for a fused op,
-# jvp(tangents, out, *inputs, **params), with zeros for the inputs that have
-# none.
+# have a tangent (eq. ``ad-jvp``); or, for a fused op, one function
+# jvp(tangents, out, *inputs, **params), given zeros for missing tangents.
 JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "add":       (lambda t, z, x, y: t, lambda t, z, x, y: t),
     "sub":       (lambda t, z, x, y: t, lambda t, z, x, y: -t),

@@ -86,8 +86,7 @@ class MLP:
         self._f, self._f_vjp = ACTIVATIONS[activation]
         rng = np.random.default_rng(seed)
         gain = np.sqrt(2.0) if activation == "relu" else 1.0
-        # Drawn in float64 and then rounded, so both dtypes start from one
-        # network.
+        # Drawn in float64, then rounded: both dtypes start from one network.
         self.params = [
             (
                 rng.normal(
@@ -185,8 +184,8 @@ class MLP:
             dZ = self._f_vjp(dA, cache[k - 1][1])
         # The first layer's input is the data, which needs no gradient: of
         # linear_vjp's three results only dW = dZᵀ A and db = dZᵀ 1 are
-        # formed here, which saves the GEMM dA = dZ W (as every framework
-        # does).
+        # formed here, which saves the GEMM dA = dZ W, as every framework
+        # does.
         A = cache[0][0]
         grads[0] = (dZ.T @ A, dZ.sum(axis=0))
         return loss, grads

@@ -326,8 +326,7 @@ def gc_step_size_panel(
     are logarithmic. Returns ``ax``.
     """
     hs = as_real_array("hs", hs, ndim=1)
-    # colour, power of h in the truncation term, label of the predicted best
-    # step
+    # colour, truncation term's power of h, label of the predicted best step
     style = {"forward": ("C0", 1, "h = √ε"), "central": ("C1", 2, "h = ∛ε")}
     truncation = {} if truncation is None else dict(truncation)
     for scheme, errors in measured.items():
