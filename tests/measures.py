@@ -9,19 +9,29 @@ from conftest import TOL
 import backprop as bp
 
 
+def fd_floor(terms: float, n: int, h: float = 1e-6) -> float:
+    """The smallest gradient norm that central differences at step ``h`` resolve.
+
+    A difference of E carries E's round-off, about 4ε·terms (terms: the sum of the
+    sizes of what E adds up, Σ|G ⊙ Y| for E = ⟨G, Y⟩), divided by h; over the n
+    entries of a gradient, √n times that.
+    """
+    return 4 * np.finfo(np.float64).eps * terms * np.sqrt(n) / h
+
+
 def fd_error(grad, E, x, terms: float, h: float = 1e-6) -> float:
     """Relative error of ``grad`` against central differences of the scalar ``E`` at
     ``x``, down to what the differences can resolve.
 
-    A difference of E carries E's round-off, about 4ε·terms (terms: the sum of the
-    sizes of what E adds up, Σ|G ⊙ Y| for E = ⟨G, Y⟩), divided by h; over the N
-    entries, √N times that. Where a gradient is that small next to E's terms (a
-    saturated unit, a small γ beside β, a sum of G that cancels), the error is
-    measured against this floor: the relative error, with ‖grad‖ taken to be at least
-    floor / TOL. Used by the tests of norm, losses and recurrent layers.
+    Where a gradient is as small as ``fd_floor`` next to E's terms (a saturated
+    unit, a small γ beside β, a sum of G that cancels), the error is measured against
+    that floor: the relative error, with ‖grad‖ taken to be at least floor / TOL.
     """
-    fd = bp.numerical_gradient(E, x, h=h)
-    floor = 4 * np.finfo(np.float64).eps * terms * np.sqrt(np.size(x)) / h
+    shape = np.shape(x)  # any shape, a 0-d array too
+    flat = np.reshape(x, -1)
+    fd = bp.numerical_gradient(lambda v: E(v.reshape(shape)), flat, h=h)
+    fd = fd.reshape(shape)
+    floor = fd_floor(terms, np.size(x), h)
     size = max(np.linalg.norm(grad), np.linalg.norm(fd), floor / TOL, 1e-300)
     return float(np.linalg.norm(np.subtract(grad, fd)) / size)
 

@@ -16,6 +16,7 @@ import pytest
 from conftest import TOL
 from hypothesis import given
 from hypothesis import strategies as st
+from measures import fd_floor
 
 import backprop as bp
 from backprop.attention import (
@@ -87,9 +88,8 @@ def fd_errors(Q, K, V, G, causal):
         bp.numerical_gradient(lambda V_: E(V_=V_), V),
     )
     terms = np.sum(np.abs(G * attention(Q, K, V, causal=causal)))
-    differences = 4 * np.finfo(np.float64).eps * terms / 1e-6  # h = 1e-6
     return [
-        agreement(g, n, max(ROUNDOFF * s, differences * np.sqrt(g.size)))
+        agreement(g, n, max(ROUNDOFF * s, fd_floor(terms, g.size)))
         for g, n, s in zip(grads, numerical, gradient_scales(Q, K, V, G))
     ]
 

@@ -36,22 +36,24 @@ __all__ = [
 ]
 
 
-def _check_linear(A, W, b=None):
-    A = check_batch("A", A)
-    W = as_real_array("W", W, ndim=2)
+def _check_linear(A, W, b=None, names=("A", "W", "b")):
+    """Check the inputs of ``A Wᵀ + b``; ``names`` are the caller's."""
+    a_, w_, b_ = names
+    A = check_batch(a_, A)
+    W = as_real_array(w_, W, ndim=2)
     if W.shape[1] != A.shape[1]:
         raise ValueError(
-            f"W has shape {W.shape}, so it expects {W.shape[1]} input "
-            f"features, but A has shape {A.shape}, with {A.shape[1]} "
+            f"{w_} has shape {W.shape}, so it expects {W.shape[1]} input "
+            f"features, but {a_} has shape {A.shape}, with {A.shape[1]} "
             "features"
         )
     if b is None:
         return A, W, None
-    b = as_real_array("b", b, ndim=1)
+    b = as_real_array(b_, b, ndim=1)
     if b.shape != (W.shape[0],):
         raise ValueError(
-            f"b must have shape ({W.shape[0]},), one entry per row of W "
-            f"{W.shape}; got {b.shape}"
+            f"{b_} must have shape ({W.shape[0]},), one entry per row of "
+            f"{w_} {W.shape}; got {b.shape}"
         )
     return A, W, b
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from backprop._checks import as_real_array, check_batch
-from backprop.layers import sigmoid
+from backprop.layers import _check_linear, sigmoid
 from backprop.norm import _check_eps
 
 __all__ = ["glu", "glu_vjp", "l2_normalize", "l2_normalize_vjp"]
@@ -29,27 +29,14 @@ __all__ = ["glu", "glu_vjp", "l2_normalize", "l2_normalize_vjp"]
 
 
 def _check_glu(X, W1, b1, W2, b2):
-    X = check_batch("X", X)
-    W1 = as_real_array("W1", W1, ndim=2)
-    if W1.shape[1] != X.shape[1]:
-        raise ValueError(
-            f"W1 has shape {W1.shape}, so it expects {W1.shape[1]} input "
-            f"features, but X has shape {X.shape}, with {X.shape[1]}"
-        )
+    X, W1, b1 = _check_linear(X, W1, b1, names=("X", "W1", "b1"))
     W2 = as_real_array("W2", W2, ndim=2)
     if W2.shape != W1.shape:
         raise ValueError(
             f"W2 must have the shape of W1, {W1.shape} (one gate per "
             f"output); got {W2.shape}"
         )
-    b1 = as_real_array("b1", b1, ndim=1)
-    b2 = as_real_array("b2", b2, ndim=1)
-    for name, b in (("b1", b1), ("b2", b2)):
-        if b.shape != (W1.shape[0],):
-            raise ValueError(
-                f"{name} must have shape ({W1.shape[0]},), one entry per "
-                f"output; got {b.shape}"
-            )
+    _, W2, b2 = _check_linear(X, W2, b2, names=("X", "W2", "b2"))
     return X, W1, b1, W2, b2
 
 
