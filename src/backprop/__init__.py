@@ -7,8 +7,8 @@ Modules, in the order of the book:
 - :mod:`backprop.jacobians` — explicit Jacobians (``vec``, Kronecker forms)
   for checking;
 - :mod:`backprop.gradcheck` — central differences, relative error, the
-  adjoint test, and ``report``/``pass_mark``, which print an error as the
-  chapters do;
+  adjoint test, and ``error_table``/``report``/``pass_mark``, which print
+  errors as the chapters do;
 - :mod:`backprop.symbolic` — sympy helpers for the component view;
 - :mod:`backprop.plotting` — heatmaps of Jacobians, training curves,
   decision boundaries;
@@ -43,7 +43,9 @@ from backprop.datasets import blobs, spirals
 from backprop.gradcheck import (
     adjoint_test,
     directional_derivative,
+    error_table,
     numerical_gradient,
+    order_of_magnitude,
     pass_mark,
     relative_error,
     report,
@@ -126,6 +128,8 @@ __all__ = [
     "numerical_jacobian",
     "relative_error",
     "pass_mark",
+    "order_of_magnitude",
+    "error_table",
     "report",
     "relu",
     "relu_vjp",

@@ -18,6 +18,8 @@ __all__ = [
     "relative_error",
     "pass_mark",
     "report",
+    "order_of_magnitude",
+    "error_table",
     "adjoint_test",
     "step_size_errors",
 ]
@@ -105,6 +107,65 @@ def report(
 ) -> None:
     """Print ``name: relative error < 1e-7`` (or its size), one line."""
     print(f"{name}: relative error {pass_mark(err, tol, spec)}")
+
+
+def order_of_magnitude(err: float, margin: float = 0.15) -> str:
+    """An error as the power of ten nearest to it: ``"1e-10"`` for 1.2e-10.
+
+    This is what a chapter prints to show a real error of a correct
+    gradient: the digits of the error change from one CPU to another, its
+    order of magnitude does not, unless the error lies near the boundary
+    between two orders, ``10**(k + 0.5)``. Errors closer to a boundary than
+    ``margin`` (in units of log10; 0.15 is a factor 1.4) are refused, so an
+    order that is printed holds under perturbations of up to that factor.
+    """
+    if not (np.isfinite(err) and err > 0):
+        raise ValueError(f"err must be positive and finite; got {err}")
+    if not 0 <= margin < 0.5:
+        raise ValueError(f"margin must lie in [0, 0.5); got {margin}")
+    exponent = np.log10(err)
+    k = int(np.round(exponent))
+    if abs(abs(exponent - k) - 0.5) < margin:
+        raise ValueError(
+            f"error {err:.2e} lies within a factor {10**margin:.2f} of "
+            f"{10 ** (k + np.sign(exponent - k) * 0.5):.2e}, the boundary "
+            "between two orders of magnitude, so its printed order would "
+            "not hold on every CPU; print it as a pass mark instead"
+        )
+    return f"1e{k:+03d}".replace("+", "")
+
+
+def error_table(
+    errors, tol: float = 1e-7, orders=(), title: str | None = None
+) -> None:
+    """Print a chapter's measured relative errors as one table.
+
+    errors: a mapping (or pairs) of check name to relative error.
+    tol: the pass mark; an error below it prints as ``< 1e-7``, one at or
+    above it prints its value (``.1e``).
+    orders: names of rows printed as their order of magnitude instead,
+    ``≈ 1e-10`` (see :func:`order_of_magnitude`), so that a reader sees what
+    the error of a correct gradient looks like.
+    """
+    rows = list(errors.items() if hasattr(errors, "items") else errors)
+    if not rows:
+        raise ValueError("errors is empty")
+    names = [name for name, _ in rows]
+    unknown = [name for name in orders if name not in names]
+    if unknown:
+        raise ValueError(f"orders names rows that are not there: {unknown}")
+    shown = [
+        f"≈ {order_of_magnitude(err)}"
+        if name in orders
+        else pass_mark(err, tol)
+        for name, err in rows
+    ]
+    width = max(len(name) for name in names + ["check"])
+    if title:
+        print(title)
+    print(f"{'check':<{width}}  relative error")
+    for name, text in zip(names, shown):
+        print(f"{name:<{width}}  {text}")
 
 
 def adjoint_test(
