@@ -126,15 +126,21 @@ def test_report_prints_one_line(capsys):
 
 @pytest.mark.parametrize(
     "err, printed",
-    [(1.2e-10, "1e-10"), (2.9e-10 / 2, "1e-10"), (7e-6, "1e-05"),
-     (0.9, "1e00"), (5e-16, "1e-15")],
+    [
+        (1.2e-10, "1e-10"),
+        (2.9e-10 / 2, "1e-10"),
+        (7e-6, "1e-05"),
+        (0.9, "1e00"),
+        (5e-16, "1e-15"),
+    ],
 )
 def test_order_of_magnitude(err, printed):
     assert bp.order_of_magnitude(err) == printed
 
 
-@pytest.mark.parametrize("err", [3.0e-9, 3.3e-9, 2.5e-9, 4.0e-9, 0.0, -1.0,
-                                 float("nan")])
+@pytest.mark.parametrize(
+    "err", [3.0e-9, 3.3e-9, 2.5e-9, 4.0e-9, 0.0, -1.0, float("nan")]
+)
 def test_order_of_magnitude_refuses_an_unstable_order(err):
     # within a factor 1.41 of 10**(k + 0.5) the printed order could flip
     with pytest.raises(ValueError):
