@@ -1,14 +1,14 @@
 """Scaled dot-product attention and its VJP, batched over any leading axes.
 
-For queries ``Q`` (..., Tq, d), keys ``K`` (..., Tk, d) and values ``V``
-(..., Tk, dv), where ``...`` is any number of leading axes
+For queries ``Q`` (..., Tq, d_k), keys ``K`` (..., Tk, d_k) and values ``V``
+(..., Tk, d_v), where ``...`` is any number of leading axes
 (none, a batch ``B``, or a batch and heads ``B, H``) that broadcast together,
 as in PyTorch's ``scaled_dot_product_attention``:
 
-- scores ``S = Q Kᵀ / √d`` (..., Tq, Tk), one row per query
+- scores ``S = Q Kᵀ / √d_k`` (..., Tq, Tk), one row per query
   (eq. ``attn-forward``);
 - weights ``P = softmax(S)`` row by row, over the keys (the last axis);
-- output ``O = P V`` (..., Tq, dv): each query's weighted average of the
+- output ``O = P V`` (..., Tq, d_v): each query's weighted average of the
   values.
 
 With ``causal=True``, query ``i`` may look at keys ``j ≤ i`` only
@@ -22,7 +22,7 @@ The backward pass (eqs. ``attn-grad-v``, ``attn-grad-s``, ``attn-grad-qk``)
 is
 
     dV = Pᵀ dO,   dP = dO Vᵀ,   dS = P ⊙ (dP − rowsum(dO ⊙ O)),
-    dQ = dS K / √d,   dK = dSᵀ Q / √d,
+    dQ = dS K / √d_k,   dK = dSᵀ Q / √d_k,
 
 every "ᵀ" a swap of the last two axes, every product taken matrix by matrix
 over the leading axes. The softmax backward is the row-wise rule of the
@@ -95,8 +95,8 @@ def _leading_axes(**arrays: np.ndarray) -> tuple[int, ...]:
 
 
 def _check_qk(Q, K) -> tuple[np.ndarray, np.ndarray]:
-    Q = _matrices("Q", Q, "Tq", "d")
-    K = _matrices("K", K, "Tk", "d")
+    Q = _matrices("Q", Q, "Tq", "d_k")
+    K = _matrices("K", K, "Tk", "d_k")
     if K.shape[-1] != Q.shape[-1]:
         raise ValueError(
             "queries and keys must have the same width d: Q has shape "
@@ -109,7 +109,7 @@ def _check_qk(Q, K) -> tuple[np.ndarray, np.ndarray]:
 
 def _check_qkv(Q, K, V) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Q, K = _check_qk(Q, K)
-    V = _matrices("V", V, "Tk", "dv")
+    V = _matrices("V", V, "Tk", "d_v")
     if V.shape[-2] != K.shape[-2]:
         raise ValueError(
             f"need one value per key: K has shape {K.shape} (Tk = "
@@ -134,13 +134,13 @@ def causal_mask(Tq: int, Tk: int) -> np.ndarray:
 
 
 def attention_weights(Q, K, causal: bool = False) -> np.ndarray:
-    """Attention weights ``P = softmax(Q Kᵀ / √d)``, row-wise over the keys.
+    """Attention weights ``P = softmax(Q Kᵀ / √d_k)``, row by row over the
+    keys.
 
-    Q: (..., Tq, d).  K: (..., Tk, d), leading axes broadcasting with those
-    of Q. causal: mask the keys ``j > i`` of query ``i``.
-    Returns P: (..., Tq, Tk); every row is non-negative and sums to one, and
-    the masked entries are exactly 0. Shifted by the row maximum, so it never
-    overflows.
+    Q: (..., Tq, d_k).  K: (..., Tk, d_k), leading axes broadcasting with
+    those of Q. causal: mask the keys ``j > i`` of query ``i``. Returns P:
+    (..., Tq, Tk); every row is non-negative and sums to one, and the masked
+    entries are exactly 0. Shifted by the row maximum, so it never overflows.
     """
     Q, K = _check_qk(Q, K)
     causal = _check_causal(causal)
@@ -168,13 +168,13 @@ def softmax_rows_vjp(dP, P) -> np.ndarray:
 
 
 def attention(Q, K, V, causal: bool = False) -> np.ndarray:
-    """Scaled dot-product attention ``O = softmax(Q Kᵀ / √d) V``
+    """Scaled dot-product attention ``O = softmax(Q Kᵀ / √d_k) V``
     (eq. ``attn-forward``).
 
-    Q: (..., Tq, d) queries.  K: (..., Tk, d) keys.  V: (..., Tk, dv) values.
-    ``...``: any leading axes, e.g. (B,) or (B, H) for heads, broadcasting
-    together. causal: if True, query ``i`` attends to keys ``j ≤ i`` only
-    (eq. ``attn-mask``). Returns O: (..., Tq, dv), row ``i`` the
+    Q: (..., Tq, d_k) queries.  K: (..., Tk, d_k) keys.  V: (..., Tk, d_v)
+    values. ``...``: any leading axes, e.g. (B,) or (B, H) for heads,
+    broadcasting together. causal: if True, query ``i`` attends to keys ``j ≤
+    i`` only (eq. ``attn-mask``). Returns O: (..., Tq, d_v), row ``i`` the
     ``P``-weighted average of the values. Like
     ``torch.nn.functional.scaled_dot_product_attention(Q, K, V,
     is_causal=causal)``.
@@ -189,35 +189,34 @@ def attention_vjp(
     """Gradients through attention
     (eqs. ``attn-grad-v``, ``attn-grad-s``, ``attn-grad-qk``).
 
-    dO: (..., Tq, dv), the gradient with respect to ``O``; Q, K, V and causal
-    as in
-    :func:`attention`. ``P`` is recomputed here, and the softmax backward
-    uses the row sums ``rowsum(dO ⊙ O)``, equal to ``rowsum(dP ⊙ P)``
-    (eq. ``attn-rowsum``):
+    dO: (..., Tq, d_v), the gradient with respect to ``O``; Q, K, V and
+    causal as in :func:`attention`. ``P`` is recomputed here, and the softmax
+    backward uses the row sums ``rowsum(dO ⊙ O)``, equal to ``rowsum(dP ⊙
+    P)`` (eq. ``attn-rowsum``):
 
     ``dV = Pᵀ dO``,  ``dP = dO Vᵀ``,  ``dS = P ⊙ (dP − rowsum(dO ⊙ O))``,
-    ``dQ = dS K / √d``,  ``dK = dSᵀ Q / √d``.
+    ``dQ = dS K / √d_k``,  ``dK = dSᵀ Q / √d_k``.
 
     Returns ``(dQ, dK, dV)`` with the shapes and dtypes of ``Q``, ``K``,
     ``V``; an input whose leading axes were broadcast gets the sum over its
     copies.
     """
     Q, K, V = _check_qkv(Q, K, V)
-    dO = _matrices("dO", dO, "Tq", "dv")
+    dO = _matrices("dO", dO, "Tq", "d_v")
     expected = (*_leading_axes(Q=Q, K=K, V=V), Q.shape[-2], V.shape[-1])
     if dO.shape != expected:
         raise ValueError(
-            f"dO must have the shape of O, (..., Tq, dv) = {expected}; got "
+            f"dO must have the shape of O, (..., Tq, d_v) = {expected}; got "
             f"{dO.shape}"
         )
     P = attention_weights(Q, K, causal)  # (..., Tq, Tk)
-    O = P @ V  # (..., Tq, dv)
-    dV = _t(P) @ dO  # (..., Tk, dv)
+    O = P @ V  # (..., Tq, d_v)
+    dV = _t(P) @ dO  # (..., Tk, d_v)
     dP = dO @ _t(V)  # (..., Tq, Tk)
     # (..., Tq, 1), = rowsum(dP ⊙ P)
     D = np.sum(dO * O, axis=-1, keepdims=True)
     dS = P * (dP - D)  # (..., Tq, Tk); 0 where masked
     scale = 1.0 / math.sqrt(Q.shape[-1])
-    dQ = dS @ K * scale  # (..., Tq, d)
-    dK = _t(dS) @ Q * scale  # (..., Tk, d)
+    dQ = dS @ K * scale  # (..., Tq, d_k)
+    dK = _t(dS) @ Q * scale  # (..., Tk, d_k)
     return _sum_to(dQ, Q), _sum_to(dK, K), _sum_to(dV, V)

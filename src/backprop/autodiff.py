@@ -646,7 +646,7 @@ def softmax(x) -> Tensor:
 def softmax_cross_entropy(logits, labels) -> Tensor:
     """Mean cross-entropy of ``softmax(logits)`` against integer labels.
 
-    logits: (B, K).  labels: (B,) integers. Forward and VJP are
+    logits: (B, n_L).  labels: (B,) integers. Forward and VJP are
     ``losses.softmax_cross_entropy`` (eqs. ``loss-ce``, ``grad-ce``).
     """
     return _apply("softmax_cross_entropy", logits, labels=np.array(labels))
@@ -687,13 +687,14 @@ def rnn(X, h0, W_xh, W_hh, b) -> Tensor:
 
 
 def attention(Q, K, V, causal: bool = False) -> Tensor:
-    """``attention.attention``: ``softmax(Q Kᵀ/√d) V``, with its VJP."""
+    """``attention.attention``: ``softmax(Q Kᵀ/√d_k) V``, with its VJP."""
     return _apply("attention", Q, K, V, causal=causal)
 
 
-def embedding(ids, E) -> Tensor:
-    """``layers.embedding``, the rows ``E[ids]``; only E gets a gradient."""
-    return _apply("embedding", E, ids=np.array(ids))
+def embedding(ids, W_emb) -> Tensor:
+    """``layers.embedding``, the rows ``W_emb[ids]``; only W_emb gets a
+    gradient."""
+    return _apply("embedding", W_emb, ids=np.array(ids))
 
 
 # --- conveniences ----------------------------------------------------------

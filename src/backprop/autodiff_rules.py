@@ -101,11 +101,12 @@ def _sigmoid(x):
 
 
 def _rows(f):
-    """Apply a row-wise (B, K) function of the losses chapter on axis -1."""
+    """Apply a row-wise (B, n_L) function of the losses chapter along
+    axis -1."""
 
     def along_last_axis(*arrays):
-        K = arrays[-1].shape[-1]
-        return f(*(a.reshape(-1, K) for a in arrays)).reshape(
+        n_L = arrays[-1].shape[-1]
+        return f(*(a.reshape(-1, n_L) for a in arrays)).reshape(
             arrays[-1].shape
         )
 
@@ -174,7 +175,7 @@ def _rnn_jvp(tangents, H, X, h0, W_xh, W_hh, b):
 def _attention_jvp(tangents, O, Q, K, V, causal):
     """Forward mode through attention, the differential of each step in turn:
 
-    ``dS = (dQ Kᵀ + Q dKᵀ)/√d``, ``dP = P ⊙ (dS − rowsum(P ⊙ dS))``,
+    ``dS = (dQ Kᵀ + Q dKᵀ)/√d_k``, ``dP = P ⊙ (dS − rowsum(P ⊙ dS))``,
     ``dO = dP V + P dV``. The softmax's row Jacobian is symmetric, so its JVP
     is ``softmax_rows_vjp``.
     """
@@ -345,8 +346,9 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "attention": (attn.attention,
                   lambda g, O, Q, K, V, needs, causal:
                   attn.attention_vjp(g, Q, K, V, causal)),
-    "embedding": (lambda E, ids: layers.embedding(ids, E),
-                  (lambda g, Y, E, ids: layers.embedding_vjp(g, ids, E),)),
+    "embedding": (lambda W_emb, ids: layers.embedding(ids, W_emb),
+                  (lambda g, Y, W_emb, ids:
+                   layers.embedding_vjp(g, ids, W_emb),)),
 }  # fmt: skip
 
 # Forward mode: the tangent of the output. One function per input,
@@ -393,5 +395,5 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
                   lambda t, Y, X, W, b, **p: t[:, None, None]),
     "rnn":       _rnn_jvp,
     "attention": _attention_jvp,
-    "embedding": (lambda t, Y, E, ids: layers.embedding(ids, t),),
+    "embedding": (lambda t, Y, W_emb, ids: layers.embedding(ids, t),),
 }  # fmt: skip

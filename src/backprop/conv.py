@@ -1,14 +1,15 @@
 """2-D convolution (a cross-correlation, as in deep learning) and its VJP.
 
-Layout NCHW, as in PyTorch: ``X`` is ``(B, C, H, W_in)``, the kernel ``W`` is
-``(O, C, kh, kw)``, the bias ``b`` is ``(O,)``. With stride ``(sh, sw)`` and
-zero padding ``(ph, pw)``, ``Xp`` is ``X`` with ``ph`` zero rows above and
-below and ``pw`` zero columns left and right, and
+Layout NCHW, as in PyTorch: ``X`` is ``(B, C_in, Ny, Nx)``, the kernel
+``W`` is ``(C_out, C_in, kh, kw)``, the bias ``b`` is ``(C_out,)``. With
+stride ``(sh, sw)`` and zero padding ``(ph, pw)``, ``Xp`` is ``X`` with
+``ph`` zero rows above and below and ``pw`` zero columns left and right,
+and
 
     Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q]
                                 · W[o, c, p, q] + b[o],
 
-of shape ``(B, O, H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1``
+of shape ``(B, C_out, Ni, Nj)`` with ``Ni = (Ny + 2 ph − kh) // sh + 1``
 (and the same for the width). No kernel flip: this is what
 ``torch.nn.functional.conv2d`` computes.
 
@@ -23,7 +24,7 @@ The gradients, with ``dY = ∂E/∂Y``:
   swapped, a transposed convolution (:func:`conv2d_transpose`).
 
 The package computes all three through patches: :func:`im2col` cuts ``Xp``
-into one ``C × kh × kw`` patch per output pixel, the convolution is then a
+into one ``C_in × kh × kw`` patch per output pixel, the convolution is then a
 linear layer applied to the patches, and the VJP is the linear layer's rule
 followed by :func:`col2im`, which adds each patch's gradient back where the
 patch came from (fan-out: overlapping patches add). Every function checks its
@@ -75,7 +76,8 @@ def _pair(name: str, value, minimum: int) -> tuple[int, int]:
 
 
 def _check_conv(X, W, stride, padding):
-    """Check ``X`` (B, C, H, W_in), ``W`` (O, C, kh, kw), stride, padding."""
+    """Check ``X`` (B, C_in, Ny, Nx), ``W`` (C_out, C_in, kh, kw), stride,
+    padding."""
     X = as_real_array("X", X, ndim=4)
     W = as_real_array("W", W, ndim=4)
     stride = _pair("stride", stride, 1)
@@ -98,7 +100,7 @@ def _check_conv(X, W, stride, padding):
 
 
 def _output_size(X_shape, W_shape, stride, padding) -> tuple[int, int]:
-    """``(H_out, W_out)`` with ``H_out = (H + 2 ph − kh) // sh + 1``."""
+    """``(Ni, Nj)`` with ``Ni = (Ny + 2 ph − kh) // sh + 1``."""
     return tuple(
         (X_shape[a] + 2 * padding[a - 2] - W_shape[a]) // stride[a - 2] + 1
         for a in (2, 3)
@@ -130,13 +132,13 @@ def im2col(Xp, kh: int, kw: int, stride=1) -> np.ndarray:
 
     The patch matrix of the im2col view (eq. ``conv-im2col``).
 
-    Xp: (B, C, Hp, Wp), the padded input.  kh, kw: kernel size.  stride: an
-    int or ``(sh, sw)``. Returns P: (B, H_out, W_out, C, kh, kw), a read-only
-    view of ``Xp`` (nothing is copied) with
+    Xp: (B, C_in, Ny + 2 ph, Nx + 2 pw), the padded input.  kh, kw: kernel
+    size.  stride: an int or ``(sh, sw)``. Returns P: (B, Ni, Nj, C_in, kh,
+    kw), a read-only view of ``Xp`` (nothing is copied) with
 
         P[n, i, j, c, p, q] = Xp[n, c, sh·i + p, sw·j + q].
 
-    ``P.reshape(B·H_out·W_out, C·kh·kw)`` is the patch matrix of the im2col
+    ``P.reshape(B·Ni·Nj, C_in·kh·kw)`` is the patch matrix of the im2col
     view: one row per output pixel, and the convolution is a linear layer
     applied to its rows.
     """
@@ -148,7 +150,7 @@ def im2col(Xp, kh: int, kw: int, stride=1) -> np.ndarray:
         raise ValueError(
             f"a {kh} × {kw} kernel does not fit in Xp of shape {Xp.shape}"
         )
-    # (B, C, ., ., kh, kw)
+    # (B, C_in, ., ., kh, kw)
     windows = sliding_window_view(Xp, (kh, kw), axis=(2, 3))
     return windows[:, :, ::sh, ::sw].transpose(0, 2, 3, 1, 4, 5)
 
@@ -160,9 +162,10 @@ def col2im(
 
     The last step of eq. ``conv-col2im``.
 
-    dP: (B, H_out, W_out, C, kh, kw), a gradient for the patches.
-    padded_shape: ``(B, C, Hp, Wp)``, the shape of ``Xp``.  stride: int or
-    ``(sh, sw)``. Returns dXp: (B, C, Hp, Wp) with
+    dP: (B, Ni, Nj, C_in, kh, kw), a gradient for the patches.
+    padded_shape: ``(B, C_in, Ny + 2 ph, Nx + 2 pw)``, the shape of ``Xp``.
+    stride: int or ``(sh, sw)``. Returns dXp: (B, C_in, Ny + 2 ph,
+    Nx + 2 pw) with
 
         dXp[n, c, y, x] = Σ over (i, j, p, q) with sh·i + p = y, sw·j + q = x
                           of dP[n, i, j, c, p, q].
@@ -173,13 +176,13 @@ def col2im(
     """
     dP = as_real_array("dP", dP, ndim=6)
     sh, sw = _pair("stride", stride, 1)
-    B, Ho, Wo, C, kh, kw = dP.shape
+    B, Ni, Nj, C_in, kh, kw = dP.shape
     shape = tuple(padded_shape)
     expected_ok = (
         len(shape) == 4
-        and shape[:2] == (B, C)
-        and (shape[2] - kh) // sh + 1 == Ho
-        and (shape[3] - kw) // sw + 1 == Wo
+        and shape[:2] == (B, C_in)
+        and (shape[2] - kh) // sh + 1 == Ni
+        and (shape[3] - kw) // sw + 1 == Nj
         and shape[2] >= kh
         and shape[3] >= kw
     )
@@ -192,8 +195,8 @@ def col2im(
     # one kernel offset at a time: a strided slice of dXp
     for p in range(kh):
         for q in range(kw):
-            rows = slice(p, p + sh * (Ho - 1) + 1, sh)
-            cols = slice(q, q + sw * (Wo - 1) + 1, sw)
+            rows = slice(p, p + sh * (Ni - 1) + 1, sh)
+            cols = slice(q, q + sw * (Nj - 1) + 1, sw)
             dXp[:, :, rows, cols] += dP[:, :, :, :, p, q].transpose(
                 0, 3, 1, 2
             )
@@ -203,16 +206,17 @@ def col2im(
 def dilate(Y, stride=1) -> np.ndarray:
     """Put ``sh − 1`` zero rows and ``sw − 1`` zero columns between ``Y``'s.
 
-    Y: (B, O, H_out, W_out). Returns
-    (B, O, sh·(H_out − 1) + 1, sw·(W_out − 1) + 1) with
+    Y: (B, C_out, Ni, Nj). Returns
+    (B, C_out, sh·(Ni − 1) + 1, sw·(Nj − 1) + 1) with
     ``D[:, :, sh·i, sw·j] = Y[:, :, i, j]`` and zeros elsewhere: output pixel
     ``(i, j)`` moved to where its window starts in the input. Its adjoint
     keeps every ``sh``-th row and ``sw``-th column, ``D[:, :, ::sh, ::sw]``.
     """
     Y = as_real_array("Y", Y, ndim=4)
     sh, sw = _pair("stride", stride, 1)
-    B, O, Ho, Wo = Y.shape
-    D = np.zeros((B, O, sh * (Ho - 1) + 1, sw * (Wo - 1) + 1), dtype=Y.dtype)
+    B, C_out, Ni, Nj = Y.shape
+    shape = (B, C_out, sh * (Ni - 1) + 1, sw * (Nj - 1) + 1)
+    D = np.zeros(shape, dtype=Y.dtype)
     D[:, :, ::sh, ::sw] = Y
     return D
 
@@ -226,10 +230,10 @@ def conv2d(X, W, b=None, stride=1, padding=0) -> np.ndarray:
 
     Implements eqs. ``conv-forward``, ``conv-im2col``.
 
-    X: (B, C, H, W_in).  W: (O, C, kh, kw).  b: (O,) or ``None`` for no bias.
-    stride, padding: an int or a pair ``(sh, sw)``, ``(ph, pw)``; zero
-    padding. Returns Y: (B, O, H_out, W_out),
-    ``H_out = (H + 2 ph − kh) // sh + 1``, with
+    X: (B, C_in, Ny, Nx).  W: (C_out, C_in, kh, kw).  b: (C_out,) or ``None``
+    for no bias. stride, padding: an int or a pair ``(sh, sw)``,
+    ``(ph, pw)``; zero padding. Returns Y: (B, C_out, Ni, Nj),
+    ``Ni = (Ny + 2 ph − kh) // sh + 1``, with
 
         Y[n, o, i, j] = Σ_{c, p, q} Xp[n, c, sh·i + p, sw·j + q]
                                     · W[o, c, p, q] + b[o],
@@ -258,8 +262,9 @@ def conv2d_vjp(
     Implements eqs. ``conv-col2im``, ``conv-grad-x-comp``, ``conv-grad-w``,
     ``conv-grad-b``.
 
-    dY: (B, O, H_out, W_out), ∂E/∂Y.  X: (B, C, H, W_in).  W: (O, C, kh, kw).
-    Returns ``(dX, dW, db)`` with the shapes of ``X``, ``W`` and ``(O,)``
+    dY: (B, C_out, Ni, Nj), ∂E/∂Y.  X: (B, C_in, Ny, Nx).
+    W: (C_out, C_in, kh, kw).
+    Returns ``(dX, dW, db)`` with the shapes of ``X``, ``W`` and ``(C_out,)``
     (``db`` is returned even if the forward had no bias). With
     ``P = im2col(Xp)``:
 
@@ -278,19 +283,19 @@ def conv2d_vjp(
     between windows
     (``y mod sh ≥ kh``, possible only when ``sh > kh``: a 1 × 1 kernel with
     stride 2 skips every other row) or below the last window
-    (``y ≥ sh·(H_out − 1) + kh``). The same holds for columns.
+    (``y ≥ sh·(Ni − 1) + kh``). The same holds for columns.
     """
     X, W, stride, padding = _check_conv(X, W, stride, padding)
-    Ho, Wo = _output_size(X.shape, W.shape, stride, padding)
-    dY = _check_dY(dY, (X.shape[0], W.shape[0], Ho, Wo))
+    Ni, Nj = _output_size(X.shape, W.shape, stride, padding)
+    dY = _check_dY(dY, (X.shape[0], W.shape[0], Ni, Nj))
     Xp = _pad(X, padding)
     P = im2col(Xp, W.shape[2], W.shape[3], stride)
     dW = np.einsum("noij,nijcpq->ocpq", dY, P)
     db = dY.sum(axis=(0, 2, 3))
     dP = np.einsum("noij,ocpq->nijcpq", dY, W)
     dXp = col2im(dP, Xp.shape, stride)
-    (ph, pw), (H, W_in) = padding, X.shape[2:]
-    return dXp[:, :, ph : ph + H, pw : pw + W_in], dW, db
+    (ph, pw), (Ny, Nx) = padding, X.shape[2:]
+    return dXp[:, :, ph : ph + Ny, pw : pw + Nx], dW, db
 
 
 def conv2d_transpose(
@@ -300,11 +305,11 @@ def conv2d_transpose(
 
     Implements eqs. ``conv-grad-x``, ``conv-adjoint``.
 
-    dY: (B, O, H_out, W_out).  W: (O, C, kh, kw), the forward kernel.
-    stride, padding: those of the forward.  input_size: ``(H, W_in)`` of the
-    forward input; by default the smallest, ``(H_out − 1)·sh + kh − 2 ph``
+    dY: (B, C_out, Ni, Nj).  W: (C_out, C_in, kh, kw), the forward kernel.
+    stride, padding: those of the forward.  input_size: ``(Ny, Nx)`` of the
+    forward input; by default the smallest, ``(Ni − 1)·sh + kh − 2 ph``
     (a larger one, by less than the stride, leaves rows that no window
-    reached). Returns dX: (B, C, H, W_in), equal to
+    reached). Returns dX: (B, C_in, Ny, Nx), equal to
     ``conv2d_vjp(dY, X, W, ...)[0]``, in four steps:
 
     1. dilate ``dY`` by the stride (:func:`dilate`);
@@ -323,60 +328,61 @@ def conv2d_transpose(
         _pair("stride", stride, 1),
         _pair("padding", padding, 0),
     )
-    B, O, Ho, Wo = dY.shape
-    _, C, kh, kw = W.shape
-    if O != W.shape[0]:
+    B, C_out, Ni, Nj = dY.shape
+    _, C_in, kh, kw = W.shape
+    if C_out != W.shape[0]:
         raise ValueError(
-            f"dY has {O} channels but W has shape {W.shape}, with "
+            f"dY has {C_out} channels but W has shape {W.shape}, with "
             f"{W.shape[0]} output channels"
         )
     if input_size is None:
         input_size = (
-            (Ho - 1) * sh + kh - 2 * ph,
-            (Wo - 1) * sw + kw - 2 * pw,
+            (Ni - 1) * sh + kh - 2 * ph,
+            (Nj - 1) * sw + kw - 2 * pw,
         )
-    H, W_in = _pair("input_size", input_size, 1)
-    X_shape = (B, C, H, W_in)
+    Ny, Nx = _pair("input_size", input_size, 1)
+    X_shape = (B, C_in, Ny, Nx)
     if (
-        H + 2 * ph < kh
-        or W_in + 2 * pw < kw
-        or _output_size(X_shape, W.shape, (sh, sw), (ph, pw)) != (Ho, Wo)
+        Ny + 2 * ph < kh
+        or Nx + 2 * pw < kw
+        or _output_size(X_shape, W.shape, (sh, sw), (ph, pw)) != (Ni, Nj)
     ):
         raise ValueError(
             f"dY of shape {dY.shape} cannot be the output of a convolution "
-            f"of an input of size {(H, W_in)} with W {W.shape}, stride "
+            f"of an input of size {(Ny, Nx)} with W {W.shape}, stride "
             f"{(sh, sw)}, padding {(ph, pw)}"
         )
     full = _pad(dilate(dY, (sh, sw)), (kh - 1, kw - 1))  # steps 1 and 2
-    flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, O, kh, kw)
-    # step 3: (B, C, (Ho−1)·sh + kh, (Wo−1)·sw + kw)
+    # (C_in, C_out, kh, kw)
+    flipped = W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    # step 3: (B, C_in, (Ni−1)·sh + kh, (Nj−1)·sw + kw)
     dXp = conv2d(full, flipped)
-    unreached = ((0, 0), (0, 0), (0, H + 2 * ph - dXp.shape[2]))
+    unreached = ((0, 0), (0, 0), (0, Ny + 2 * ph - dXp.shape[2]))
     # step 4
-    dXp = np.pad(dXp, (*unreached, (0, W_in + 2 * pw - dXp.shape[3])))
-    return dXp[:, :, ph : ph + H, pw : pw + W_in]
+    dXp = np.pad(dXp, (*unreached, (0, Nx + 2 * pw - dXp.shape[3])))
+    return dXp[:, :, ph : ph + Ny, pw : pw + Nx]
 
 
 def conv2d_matrix(W, input_size, stride=1, padding=0) -> np.ndarray:
     """The matrix of ``x ↦ conv2d(x, W)`` for one example, without bias.
 
-    The ``K`` of eq. ``conv-jacobian``.
+    The ``T`` of eq. ``conv-jacobian``.
 
-    W: (O, C, kh, kw).  input_size: ``(H, W_in)``.  stride, padding: as in
-    conv2d. Returns K: (O·H_out·W_out, C·H·W_in), numerator layout, both
-    sides flattened in row-major (reading) order, so
-    ``K @ x.ravel() = conv2d(x[None], W).ravel()`` and ``Kᵀ @ dy.ravel()`` is
-    ``dX``. For ``C = O = 1`` and stride 1 it is doubly block Toeplitz: one
-    block per (output row, input row), constant along block diagonals, each
-    block Toeplitz. Built column by column from unit inputs; for looking at
-    small cases only.
+    W: (C_out, C_in, kh, kw).  input_size: ``(Ny, Nx)``.  stride, padding:
+    as in conv2d. Returns T: (C_out·Ni·Nj, C_in·Ny·Nx), numerator layout,
+    both sides flattened in row-major (reading) order, so
+    ``T @ x.ravel() = conv2d(x[None], W).ravel()`` and ``Tᵀ @ dy.ravel()`` is
+    ``dX``. For ``C_in = C_out = 1`` and stride 1 it is doubly block
+    Toeplitz: one block per (output row, input row), constant along block
+    diagonals, each block Toeplitz. Built column by column from unit
+    inputs; for looking at small cases only.
     """
     W = as_real_array("W", W, ndim=4)
-    H, W_in = _pair("input_size", input_size, 1)
-    C = W.shape[1]
-    basis = np.eye(C * H * W_in, dtype=W.dtype).reshape(
-        C * H * W_in, C, H, W_in
+    Ny, Nx = _pair("input_size", input_size, 1)
+    C_in = W.shape[1]
+    basis = np.eye(C_in * Ny * Nx, dtype=W.dtype).reshape(
+        C_in * Ny * Nx, C_in, Ny, Nx
     )
     # one unit input per "batch" entry
     Y = conv2d(basis, W, None, stride, padding)
-    return Y.reshape(C * H * W_in, -1).T
+    return Y.reshape(C_in * Ny * Nx, -1).T

@@ -85,7 +85,7 @@ def linear_jacobians(A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     A: (B, n_in).  W: (n_out, n_in).  With ``m = n_out`` and ``n = n_in``:
 
     - ``∂vec(Z)/∂vec(A) = W ⊗ I_B``                    shape (B m, B n);
-    - ``∂vec(Z)/∂vec(W) = (I_m ⊗ A) K_{m,n}``          shape (B m, m n);
+    - ``∂vec(Z)/∂vec(W) = (I_m ⊗ A) Π_{m,n}``          shape (B m, m n);
     - ``∂vec(Z)/∂b      = I_m ⊗ 𝟏_B``                  shape (B m, m).
 
     For one example (``B = 1``, ``A = aᵀ``) they reduce to the column-form

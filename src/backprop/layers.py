@@ -168,57 +168,57 @@ ACTIVATIONS = {
 # (eqs. ``emb-forward``, ``emb-grad``).
 
 
-def _check_embedding(ids, E):
-    E = as_real_array("E", E, ndim=2)
+def _check_embedding(ids, W_emb):
+    W_emb = as_real_array("W_emb", W_emb, ndim=2)
     ids = np.asarray(ids)
     if ids.dtype.kind not in "iu":
         raise ValueError(
             "ids must be an array of integers (indices into the rows of "
-            f"E); got dtype {ids.dtype}"
+            f"W_emb); got dtype {ids.dtype}"
         )
-    V = E.shape[0]
-    if ids.size and (ids.min() < 0 or ids.max() >= V):
-        bad = ids[(ids < 0) | (ids >= V)].reshape(-1)[0]
+    n_vocab = W_emb.shape[0]
+    if ids.size and (ids.min() < 0 or ids.max() >= n_vocab):
+        bad = ids[(ids < 0) | (ids >= n_vocab)].reshape(-1)[0]
         raise ValueError(
-            f"ids must lie in 0 … {V - 1}, one per row of E {E.shape}; got "
-            f"{bad}"
+            f"ids must lie in 0 … {n_vocab - 1}, one per row of W_emb "
+            f"{W_emb.shape}; got {bad}"
         )
-    return ids, E
+    return ids, W_emb
 
 
-def embedding(ids, E) -> np.ndarray:
-    """Look up rows: ``Y = E[ids]``  (eq. ``emb-forward``).
+def embedding(ids, W_emb) -> np.ndarray:
+    """Look up rows: ``Y = W_emb[ids]``  (eq. ``emb-forward``).
 
-    ids: integers in ``0 … V − 1``, any shape (a scalar, or empty, too).
-    E: (V, d), one row per token.
-    Returns Y: ``(*ids.shape, d)``, a new array of E's dtype;
-    ``Y[..., :] = E[ids[...]]`` (empty if ids is). For a
-    1-D ``ids`` of length ``B`` this is ``P E`` with ``P`` the (B, V) one-hot
-    matrix of ``ids``. Like ``torch.nn.functional.embedding(ids, E)``.
+    ids: integers in ``0 … n_vocab − 1``, any shape (a scalar, or empty,
+    too). W_emb: (n_vocab, n_emb), one row per token. Returns Y:
+    ``(*ids.shape, n_emb)``, a new array of W_emb's dtype; ``Y[..., :] =
+    W_emb[ids[...]]`` (empty if ids is). For a 1-D ``ids`` of length ``B``
+    this is ``R W_emb`` with ``R`` the (B, n_vocab) one-hot matrix of
+    ``ids``. Like ``torch.nn.functional.embedding(ids, W_emb)``.
     """
-    ids, E = _check_embedding(ids, E)
-    return E[ids]
+    ids, W_emb = _check_embedding(ids, W_emb)
+    return W_emb[ids]
 
 
-def embedding_vjp(dY, ids, E) -> np.ndarray:
-    """Pull ``dY`` back to the table: ``dE = Pᵀ dY``, a scatter-add
+def embedding_vjp(dY, ids, W_emb) -> np.ndarray:
+    """Pull ``dY`` back to the table: ``dW_emb = Rᵀ dY``, a scatter-add
     (eq. ``emb-grad``).
 
-    dY: ``(*ids.shape, d)``, ∂E/∂Y.  ids, E: as for :func:`embedding`.
-    Returns dE: (V, d), of E's dtype; row ``v`` is the sum of the rows of
-    ``dY`` whose id is ``v``, so an id that occurs ``k`` times collects ``k``
-    gradients and an id that does not occur gets zero
-    (every row, for empty ids). ``np.add.at`` accumulates repeats;
-    ``dE[ids] += dY`` would not.
+    dY: ``(*ids.shape, n_emb)``, ∂E/∂Y.  ids, W_emb: as for
+    :func:`embedding`. Returns dW_emb: (n_vocab, n_emb), of W_emb's dtype;
+    row ``v`` is the sum of the rows of ``dY`` whose id is ``v``, so an id
+    that occurs ``k`` times collects ``k`` gradients and an id that does not
+    occur gets zero (every row, for empty ids). ``np.add.at`` accumulates
+    repeats; ``dW_emb[ids] += dY`` would not.
     """
-    ids, E = _check_embedding(ids, E)
+    ids, W_emb = _check_embedding(ids, W_emb)
     dY = as_real_array("dY", dY, allow_empty=True)  # empty when ids is
-    expected = (*ids.shape, E.shape[1])
+    expected = (*ids.shape, W_emb.shape[1])
     if dY.shape != expected:
         raise ValueError(
-            "dY must have the shape of Y = E[ids], (*ids.shape, d) = "
-            f"{expected}; got {dY.shape}"
+            "dY must have the shape of Y = W_emb[ids], "
+            f"(*ids.shape, n_emb) = {expected}; got {dY.shape}"
         )
-    dE = np.zeros_like(E)
-    np.add.at(dE, ids, dY)
-    return dE
+    dW_emb = np.zeros_like(W_emb)
+    np.add.at(dW_emb, ids, dY)
+    return dW_emb

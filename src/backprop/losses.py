@@ -9,8 +9,8 @@ factor ``1/B``
 ``torch.nn.MSELoss`` does).
 
 - ``mse(P, Y)``: ``mean((P − Y)²)`` over all entries.
-- ``sigmoid_binary_cross_entropy(Z, T)``: binary cross-entropy of ``σ(Z)``
-  against targets ``T ∈ [0, 1]``, computed from the logits ``Z`` without
+- ``sigmoid_binary_cross_entropy(Z, Y)``: binary cross-entropy of ``σ(Z)``
+  against targets ``Y ∈ [0, 1]``, computed from the logits ``Z`` without
   forming ``σ(Z)`` (``torch.nn.BCEWithLogitsLoss``).
 - ``softmax(Z)``: row-wise, the one output layer here whose Jacobian is not
   diagonal.
@@ -79,41 +79,41 @@ def mse_vjp(g, P, Y) -> np.ndarray:
     return g * 2.0 * (P - Y) / P.size
 
 
-def sigmoid_binary_cross_entropy(Z, T) -> float:
-    """Mean binary cross-entropy of ``σ(Z)`` against ``T``, from the logits
+def sigmoid_binary_cross_entropy(Z, Y) -> float:
+    """Mean binary cross-entropy of ``σ(Z)`` against ``Y``, from the logits
     (eq. ``loss-bce``).
 
-    ``E = mean(−T log σ(Z) − (1 − T) log(1 − σ(Z))) = mean(softplus(Z) − T
+    ``E = mean(−Y log σ(Z) − (1 − Y) log(1 − σ(Z))) = mean(softplus(Z) − Y
     Z)``, and ``softplus(Z) = log(1 +
     e^Z)`` is evaluated with ``logaddexp`` so that no logit, however large,
-    overflows. Z, T: same shape; T in [0, 1].
+    overflows. Z, Y: same shape; Y in [0, 1].
     """
     Z = as_real_array("Z", Z)
-    T = as_real_array("T", T)
-    check_same_shape("T", T, "Z", Z)
-    if np.any((T < 0) | (T > 1)):
+    Y = as_real_array("Y", Y)
+    check_same_shape("Y", Y, "Z", Z)
+    if np.any((Y < 0) | (Y > 1)):
         raise ValueError(
-            f"targets T must lie in [0, 1]; got values from {T.min()} to "
-            f"{T.max()}"
+            f"targets Y must lie in [0, 1]; got values from {Y.min()} to "
+            f"{Y.max()}"
         )
-    return float(np.mean(np.logaddexp(0.0, Z) - T * Z))
+    return float(np.mean(np.logaddexp(0.0, Z) - Y * Z))
 
 
-def sigmoid_binary_cross_entropy_vjp(g, Z, T) -> np.ndarray:
-    """``∂E/∂Z = g · (σ(Z) − T) / N``: the sigmoid's derivative cancels
+def sigmoid_binary_cross_entropy_vjp(g, Z, Y) -> np.ndarray:
+    """``∂E/∂Z = g · (σ(Z) − Y) / N``: the sigmoid's derivative cancels
     (eq. ``grad-bce``)."""
     g = _scalar("g", g)
     Z = as_real_array("Z", Z)
-    T = as_real_array("T", T)
-    check_same_shape("T", T, "Z", Z)
+    Y = as_real_array("Y", Y)
+    check_same_shape("Y", Y, "Z", Z)
     sigma = np.exp(-np.logaddexp(0.0, -Z))
-    return g * (sigma - T) / Z.size
+    return g * (sigma - Y) / Z.size
 
 
 def logsumexp(Z) -> np.ndarray:
     """Row-wise ``log Σ_k exp(Z_rk)``, as ``m + log Σ exp(Z − m)``, m = max.
 
-    Z: (B, K). Returns (B,). Finite for any finite logits: the largest
+    Z: (B, n_L). Returns (B,). Finite for any finite logits: the largest
     exponent is 0.
     """
     Z = check_batch("Z", Z)
@@ -125,8 +125,8 @@ def softmax(Z) -> np.ndarray:
     """Row-wise softmax ``S_rk = exp(Z_rk) / Σ_l exp(Z_rl)``
     (eq. ``softmax-forward``).
 
-    Z: (B, K) logits, one row per example. Returns (B, K); each row sums to
-    one. Shifted by the row maximum, so it never overflows.
+    Z: (B, n_L) logits, one row per example. Returns (B, n_L); each row sums
+    to one. Shifted by the row maximum, so it never overflows.
     """
     Z = check_batch("Z", Z)
     E = np.exp(Z - Z.max(axis=1, keepdims=True))
@@ -134,18 +134,18 @@ def softmax(Z) -> np.ndarray:
 
 
 def softmax_vjp(g, Z) -> np.ndarray:
-    """Pull ``g = ∂E/∂S`` back through ``S = softmax(Z)``, row by row
+    """Pull ``g = ∂E/∂P`` back through ``P = softmax(Z)``, row by row
     (eq. ``grad-softmax``).
 
-    The Jacobian of one row is ``diag(s) − s sᵀ``, dense, so the VJP is not
-    element-wise: ``(diag(s) − s sᵀ) g = s ⊙ (g − (sᵀ g) 𝟏)``. g, Z: (B, K).
-    Returns (B, K).
+    The Jacobian of one row is ``diag(p) − p pᵀ``, dense, so the VJP is not
+    element-wise: ``(diag(p) − p pᵀ) g = p ⊙ (g − (pᵀ g) 𝟏)``. g, Z: (B,
+    n_L). Returns (B, n_L).
     """
     Z = check_batch("Z", Z)
     g = check_batch("g", g)
     check_same_shape("g", g, "Z", Z)
-    S = softmax(Z)
-    return S * (g - np.sum(g * S, axis=1, keepdims=True))
+    P = softmax(Z)
+    return P * (g - np.sum(g * P, axis=1, keepdims=True))
 
 
 def check_labels(labels, n_rows: int, n_classes: int) -> np.ndarray:
@@ -187,8 +187,8 @@ def softmax_cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
     magnitude, and ``∂E/∂Z = (softmax(Z) − onehot(y)) / B``
     (eq. ``grad-ce``).
 
-    logits: (B, K).  labels: (B,) integers in ``0 … K − 1``.
-    Returns ``(loss, dlogits)`` with ``dlogits`` of shape (B, K).
+    logits: (B, n_L).  labels: (B,) integers in ``0 … n_L − 1``.
+    Returns ``(loss, dlogits)`` with ``dlogits`` of shape (B, n_L).
     """
     Z = check_batch("logits", logits)
     _check_finite("logits", Z)
