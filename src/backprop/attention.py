@@ -172,7 +172,7 @@ def attention(Q, K, V, causal: bool = False) -> np.ndarray:
     (eq. ``attn-forward``).
 
     Q: (..., Tq, d_k) queries.  K: (..., Tk, d_k) keys.  V: (..., Tk, d_v)
-    values. ``...``: any leading axes, e.g. (B,) or (B, H) for heads,
+    values. ``...``: any leading axes, e.g. (B,) or (B, n_heads),
     broadcasting together. causal: if True, query ``i`` attends to keys ``j ≤
     i`` only (eq. ``attn-mask``). Returns O: (..., Tq, d_v), row ``i`` the
     ``P``-weighted average of the values. Like
