@@ -78,6 +78,7 @@ CASES = {
     "tanh": lambda r, s: (ad.tanh, [r.normal(size=s)]),
     "sigmoid": lambda r, s: (ad.sigmoid, [r.normal(size=s)]),
     "relu": lambda r, s: (ad.relu, [away_from_zero(r, s)]),
+    "gelu": lambda r, s: (ad.gelu, [3 * r.normal(size=s)]),
     "sum_all": lambda r, s: (ad.sum, [r.normal(size=s)]),
     "sum_axis": lambda r, s: (lambda x: x.sum(axis=-1, keepdims=True), [r.normal(size=s)]),
     "sum_axes": lambda r, s: (lambda x: ad.sum(x, axis=tuple(range(0, x.ndim, 2))), [r.normal(size=s)]),

@@ -69,6 +69,7 @@ __all__ = [
     "tanh",
     "sigmoid",
     "relu",
+    "gelu",
     "sum",
     "mean",
     "reshape",
@@ -589,6 +590,11 @@ def sigmoid(x) -> Tensor:
 def relu(x) -> Tensor:
     """``max(x, 0)``, element-wise; its VJP is ``layers.relu_vjp``."""
     return _apply("relu", x)
+
+
+def gelu(x) -> Tensor:
+    """GELU (tanh form), element-wise; its VJP is ``layers.gelu_vjp``."""
+    return _apply("gelu", x)
 
 
 def sum(x, axis=None, keepdims: bool = False) -> Tensor:  # noqa: A001

@@ -100,6 +100,18 @@ def _sigmoid(x):
     return layers.sigmoid(np.atleast_1d(x)).reshape(x.shape)
 
 
+def _gelu(x):
+    """``layers.gelu``, extended to 0-d arrays."""
+    return layers.gelu(np.atleast_1d(x)).reshape(x.shape)
+
+
+def _gelu_vjp(g, x):
+    """``layers.gelu_vjp``: ``g ⊙ gelu'(x)``, also for 0-d arrays. The
+    Jacobian is diagonal, so this is the JVP too."""
+    g1, x1 = np.atleast_1d(g), np.atleast_1d(x)
+    return layers.gelu_vjp(g1, x1).reshape(np.shape(g))
+
+
 def _rows(f):
     """Apply a row-wise (B, n_L) function of the losses chapter along
     axis -1."""
@@ -306,6 +318,7 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "sigmoid":   (_sigmoid,    (lambda g, y, x: g * y * (1 - y),)),
     "relu":      (lambda x: np.maximum(x, 0),
                                (lambda g, y, x: g * (x > 0),)),
+    "gelu":      (_gelu,       (lambda g, y, x: _gelu_vjp(g, x),)),
     "sum":       (np.sum,      (_sum_vjp,)),
     "mean":      (np.mean,     (_mean_vjp,)),
     "reshape":   (np.reshape,  (lambda g, y, x, shape:
@@ -370,6 +383,7 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "tanh":      (lambda t, y, x: t * (1 - y**2),),
     "sigmoid":   (lambda t, y, x: t * y * (1 - y),),
     "relu":      (lambda t, y, x: t * (x > 0),),
+    "gelu":      (lambda t, y, x: _gelu_vjp(t, x),),
     "sum":       (lambda t, y, x, **p: np.sum(t, **p),),
     "mean":      (lambda t, y, x, **p: np.mean(t, **p),),
     "reshape":   (lambda t, y, x, shape: np.reshape(t, shape),),

@@ -17,6 +17,8 @@ returns new arrays.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from backprop._checks import as_real_array, check_batch, check_same_shape
@@ -30,6 +32,8 @@ __all__ = [
     "tanh_vjp",
     "relu",
     "relu_vjp",
+    "gelu",
+    "gelu_vjp",
     "ACTIVATIONS",
     "embedding",
     "embedding_vjp",
@@ -153,6 +157,35 @@ def relu_vjp(g, Z) -> np.ndarray:
     g = as_real_array("g", g)
     check_same_shape("g", g, "Z", Z)
     return g * (Z > 0)
+
+
+_GELU_C = math.sqrt(2.0 / math.pi)  # √(2/π), a Python float: keeps float32
+_GELU_A = 0.044715
+
+
+def gelu(Z) -> np.ndarray:
+    """GELU, tanh form, element-wise, any shape  (eq. ``tb-gelu``).
+
+    ``gelu(z) = ½ z (1 + tanh(u))`` with ``u = √(2/π) (z + 0.044715 z³)``,
+    as ``torch.nn.functional.gelu(Z, approximate="tanh")``.
+    """
+    Z = as_real_array("Z", Z)
+    u = _GELU_C * (Z + _GELU_A * Z**3)
+    return 0.5 * Z * (1.0 + np.tanh(u))
+
+
+def gelu_vjp(g, Z) -> np.ndarray:
+    """``g ⊙ gelu'(Z)``  (eqs. ``grad-z``, ``tb-gelu-slope``).
+
+    ``gelu'(z) = ½ (1 + t) + ½ z (1 − t²) √(2/π) (1 + 3 · 0.044715 z²)``
+    with ``t = tanh(u)``. g and Z: the same shape, any shape.
+    """
+    Z = as_real_array("Z", Z)
+    g = as_real_array("g", g)
+    check_same_shape("g", g, "Z", Z)
+    t = np.tanh(_GELU_C * (Z + _GELU_A * Z**3))
+    du = _GELU_C * (1.0 + 3.0 * _GELU_A * Z**2)
+    return g * (0.5 * (1.0 + t) + 0.5 * Z * (1.0 - t * t) * du)
 
 
 #: name -> (f, f_vjp), for code that picks an activation by name.

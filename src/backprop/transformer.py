@@ -1,0 +1,341 @@
+"""A pre-LN transformer block, forward and backward by hand.
+
+For tokens ``X`` (B, T, n_emb), the block is (eqs. ``tb-forward``,
+``tb-mha``, ``tb-mlp``)::
+
+    A1 = LN1(X)                              (B, T, n_emb)
+    [Q | K | V] = A1 W_qkvᵀ + b_qkv          (B, T, 3 n_emb), split in 3
+    Qh, Kh, Vh = heads(Q), heads(K), heads(V)  (B, n_heads, T, d_k)
+    Oh = attention(Qh, Kh, Vh, causal)       (B, n_heads, T, d_k)
+    X1 = X + merge(Oh) W_oᵀ + b_o            (B, T, n_emb)
+    A2 = LN2(X1)
+    Z1 = A2 W_1ᵀ + b_1,   G1 = gelu(Z1)      (B, T, n_ff)
+    Y = X1 + G1 W_2ᵀ + b_2                   (B, T, n_emb)
+
+``heads`` is PyTorch's ``view(B, T, n_heads, d_k).transpose(1, 2)`` and
+``merge`` its inverse, ``transpose(1, 2).reshape(B, T, n_emb)``; each is the
+other's adjoint (eq. ``tb-heads-adjoint``). Layer norm has ε = 1e-5.
+
+The backward pass (:func:`block_backward`) runs the same lines in reverse,
+each line the VJP of one op the book has derived: the linear map, GELU, layer
+norm, attention, and the adjoints of the reshape, the transpose, the split
+(a concatenation) and of the residual fan-out (a sum).
+
+Every function is pure: it checks its arguments, never modifies them, and
+returns new arrays. float32 in, float32 out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from backprop._checks import as_real_array, check_same_shape, positive_int
+from backprop.attention import attention, attention_vjp
+from backprop.layers import gelu, gelu_vjp, linear, linear_vjp
+from backprop.norm import layer_norm, layer_norm_vjp
+
+__all__ = [
+    "PARAM_KEYS",
+    "param_shapes",
+    "init_params",
+    "split_heads",
+    "merge_heads",
+    "block_forward",
+    "block_backward",
+    "block",
+    "block_vjp",
+    "block_autodiff",
+]
+
+#: The keys of a block's parameters, in the order of the forward pass.
+PARAM_KEYS = (
+    "ln1_gamma",
+    "ln1_beta",
+    "W_qkv",
+    "b_qkv",
+    "W_o",
+    "b_o",
+    "ln2_gamma",
+    "ln2_beta",
+    "W_1",
+    "b_1",
+    "W_2",
+    "b_2",
+)
+
+EPS = 1e-5  # layer norm's ε, PyTorch's default
+
+
+def param_shapes(n_emb: int, n_ff: int) -> dict[str, tuple[int, ...]]:
+    """The shape of each parameter for token width ``n_emb`` and MLP width
+    ``n_ff``."""
+    n, f = n_emb, n_ff
+    return {
+        "ln1_gamma": (n,),
+        "ln1_beta": (n,),
+        "W_qkv": (3 * n, n),
+        "b_qkv": (3 * n,),
+        "W_o": (n, n),
+        "b_o": (n,),
+        "ln2_gamma": (n,),
+        "ln2_beta": (n,),
+        "W_1": (f, n),
+        "b_1": (f,),
+        "W_2": (n, f),
+        "b_2": (n,),
+    }
+
+
+def init_params(
+    n_emb: int, n_ff: int, rng: np.random.Generator, scale: float = 1.0
+) -> dict[str, np.ndarray]:
+    """Random parameters: weights normal with variance ``scale² / fan-in``,
+    biases and shifts small normal, scales near 1. For tests and examples."""
+    n_emb = positive_int("n_emb", n_emb)
+    n_ff = positive_int("n_ff", n_ff)
+    params = {}
+    for key, shape in param_shapes(n_emb, n_ff).items():
+        if key.startswith("W_"):
+            params[key] = scale * rng.normal(size=shape) / np.sqrt(shape[1])
+        elif key.endswith("gamma"):
+            params[key] = 1.0 + 0.1 * rng.normal(size=shape)
+        else:
+            params[key] = 0.1 * rng.normal(size=shape)
+    return params
+
+
+# --- checks ----------------------------------------------------------------
+
+
+def _check_tokens(name: str, X) -> np.ndarray:
+    X = as_real_array(name, X)
+    if X.ndim != 3:
+        raise ValueError(
+            f"{name} must be 3-D (B, T, n_emb); got {X.ndim}-D array of "
+            f"shape {X.shape}"
+        )
+    return X
+
+
+def _check_heads(n_heads, n_emb: int) -> int:
+    n_heads = positive_int("n_heads", n_heads)
+    if n_emb % n_heads:
+        raise ValueError(
+            f"n_emb must be divisible by n_heads: n_emb = {n_emb} does not "
+            f"split into {n_heads} heads of equal width"
+        )
+    return n_heads
+
+
+def _check_params(params, n_emb: int) -> dict[str, np.ndarray]:
+    if not isinstance(params, dict):
+        raise ValueError(
+            f"params must be a dict with keys {', '.join(PARAM_KEYS)}; got "
+            f"{type(params).__name__}"
+        )
+    missing = [k for k in PARAM_KEYS if k not in params]
+    extra = sorted(str(k) for k in params if k not in PARAM_KEYS)
+    if missing or extra:
+        raise ValueError(
+            f"params must have exactly the keys {', '.join(PARAM_KEYS)}; "
+            f"missing {missing or 'none'}, extra {extra or 'none'}"
+        )
+    P = {k: as_real_array(k, params[k]) for k in PARAM_KEYS}
+    W_1 = P["W_1"]
+    if W_1.ndim != 2:
+        raise ValueError(
+            f"W_1 must be 2-D (n_ff, n_emb); got shape {W_1.shape}"
+        )
+    for key, shape in param_shapes(n_emb, W_1.shape[0]).items():
+        if P[key].shape != shape:
+            raise ValueError(
+                f"{key} must have shape {shape} for n_emb = {n_emb} and "
+                f"n_ff = {W_1.shape[0]}; got {P[key].shape}"
+            )
+    return P
+
+
+# --- heads: a reshape and a transpose, and its adjoint ---------------------
+
+
+def split_heads(Z, n_heads: int) -> np.ndarray:
+    """(B, T, n_emb) → (B, n_heads, T, d_k), ``d_k = n_emb / n_heads``
+    (eq. ``tb-heads``).
+
+    Head ``j`` takes columns ``j d_k … (j + 1) d_k − 1``: PyTorch's
+    ``Z.view(B, T, n_heads, d_k).transpose(1, 2)``. A reshape and a
+    transpose only move entries, so the adjoint is the inverse,
+    :func:`merge_heads` (eq. ``tb-heads-adjoint``).
+    """
+    Z = _check_tokens("Z", Z)
+    B, T, n_emb = Z.shape
+    n_heads = _check_heads(n_heads, n_emb)
+    Zh = Z.reshape(B, T, n_heads, n_emb // n_heads)
+    return Zh.transpose(0, 2, 1, 3).copy()
+
+
+def merge_heads(Zh) -> np.ndarray:
+    """(B, n_heads, T, d_k) → (B, T, n_heads d_k), the inverse and the
+    adjoint of :func:`split_heads` (eq. ``tb-heads-adjoint``)."""
+    Zh = as_real_array("Zh", Zh)
+    if Zh.ndim != 4:
+        raise ValueError(
+            f"Zh must be 4-D (B, n_heads, T, d_k); got {Zh.ndim}-D array "
+            f"of shape {Zh.shape}"
+        )
+    B, H, T, d_k = Zh.shape
+    return Zh.transpose(0, 2, 1, 3).reshape(B, T, H * d_k)
+
+
+def _lin(A, W, b):
+    """``linear`` on every token: (B, T, n_in) → (B, T, n_out)."""
+    B, T, n_in = A.shape
+    return linear(A.reshape(B * T, n_in), W, b).reshape(B, T, -1)
+
+
+def _lin_vjp(dZ, A, W):
+    """``linear_vjp`` on every token: the reshape is undone on ``dA``."""
+    B, T, n_in = A.shape
+    dA, dW, db = linear_vjp(dZ.reshape(B * T, -1), A.reshape(B * T, n_in), W)
+    return dA.reshape(B, T, n_in), dW, db
+
+
+# --- the block -------------------------------------------------------------
+
+
+def block_forward(
+    X, params, n_heads: int, causal: bool = True
+) -> tuple[np.ndarray, dict]:
+    """The block's output and what its backward pass reads
+    (eqs. ``tb-forward``, ``tb-mha``, ``tb-mlp``).
+
+    X: (B, T, n_emb).  params: a dict with the keys :data:`PARAM_KEYS`, of
+    the shapes :func:`param_shapes` gives.  n_heads: divides n_emb.  causal:
+    token ``t`` attends to tokens ``≤ t`` only. Returns ``(Y, cache)``, Y:
+    (B, T, n_emb); ``cache`` holds the checked arguments and the
+    intermediate arrays ``X, A1, Qh, Kh, Vh, O, X1, A2, Z1, G1`` (the
+    attention weights are not kept: ``attention_vjp`` recomputes them).
+    """
+    X = _check_tokens("X", X)
+    B, T, n = X.shape
+    n_heads = _check_heads(n_heads, n)
+    if not isinstance(causal, bool | np.bool_):
+        raise ValueError(f"causal must be True or False; got {causal!r}")
+    p = _check_params(params, n)
+    # attention sublayer
+    A1 = layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
+    QKV = _lin(A1, p["W_qkv"], p["b_qkv"])  # (B, T, 3n)
+    Q, K, V = QKV[..., :n], QKV[..., n : 2 * n], QKV[..., 2 * n :]
+    Qh, Kh, Vh = (split_heads(Z, n_heads) for Z in (Q, K, V))
+    O = merge_heads(attention(Qh, Kh, Vh, causal=bool(causal)))
+    X1 = X + _lin(O, p["W_o"], p["b_o"])  # residual
+    # MLP sublayer
+    A2 = layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
+    Z1 = _lin(A2, p["W_1"], p["b_1"])  # (B, T, n_ff)
+    G1 = gelu(Z1)
+    Y = X1 + _lin(G1, p["W_2"], p["b_2"])  # residual
+    cache = dict(
+        params=p, n_heads=n_heads, causal=bool(causal),
+        X=X, A1=A1, Qh=Qh, Kh=Kh, Vh=Vh, O=O, X1=X1, A2=A2, Z1=Z1, G1=G1,
+    )  # fmt: skip
+    return Y, cache
+
+
+def block_backward(dY, cache: dict) -> tuple[np.ndarray, dict]:
+    """Pull ``dY`` back through the block, one VJP per line of the forward
+    pass, in reverse (eq. ``tb-backward``).
+
+    dY: (B, T, n_emb).  cache: from :func:`block_forward`.
+    Returns ``(dX, dparams)``, dX of X's shape and dparams a dict with the
+    keys and shapes of ``params``.
+    """
+    c, p = cache, cache["params"]
+    X = c["X"]
+    dY = _check_tokens("dY", dY)
+    check_same_shape("dY", dY, "X", X)
+    n = X.shape[-1]
+    d = {}
+    # Y = X1 + G1 W_2ᵀ + b_2: X1 fans out to the residual and to LN2
+    dG1, d["W_2"], d["b_2"] = _lin_vjp(dY, c["G1"], p["W_2"])
+    dZ1 = gelu_vjp(dG1, c["Z1"])
+    dA2, d["W_1"], d["b_1"] = _lin_vjp(dZ1, c["A2"], p["W_1"])
+    dX1_ln, d["ln2_gamma"], d["ln2_beta"] = layer_norm_vjp(
+        dA2, c["X1"], p["ln2_gamma"], EPS
+    )
+    dX1 = dY + dX1_ln  # the two uses of X1 add (fan-out)
+    # X1 = X + merge(Oh) W_oᵀ + b_o
+    dO, d["W_o"], d["b_o"] = _lin_vjp(dX1, c["O"], p["W_o"])
+    dOh = split_heads(dO, c["n_heads"])  # adjoint of merge
+    dQh, dKh, dVh = attention_vjp(
+        dOh, c["Qh"], c["Kh"], c["Vh"], causal=c["causal"]
+    )
+    # adjoint of heads(·) is merge; adjoint of the split is concatenation
+    dQKV = np.concatenate([merge_heads(G) for G in (dQh, dKh, dVh)], -1)
+    assert dQKV.shape[-1] == 3 * n
+    dA1, d["W_qkv"], d["b_qkv"] = _lin_vjp(dQKV, c["A1"], p["W_qkv"])
+    dX_ln, d["ln1_gamma"], d["ln1_beta"] = layer_norm_vjp(
+        dA1, X, p["ln1_gamma"], EPS
+    )
+    dX = dX1 + dX_ln  # X fans out to the residual and to LN1
+    return dX, {k: d[k] for k in PARAM_KEYS}
+
+
+def block(X, params, n_heads: int, causal: bool = True) -> np.ndarray:
+    """A pre-LN transformer block, ``Y`` (B, T, n_emb)
+    (eqs. ``tb-forward``, ``tb-mha``, ``tb-mlp``).
+
+    X: (B, T, n_emb).  params: dict with the keys :data:`PARAM_KEYS`.
+    n_heads: divides n_emb.  causal: mask future tokens.
+    """
+    return block_forward(X, params, n_heads, causal)[0]
+
+
+def block_vjp(
+    dY, X, params, n_heads: int, causal: bool = True
+) -> tuple[np.ndarray, dict]:
+    """Gradients through :func:`block`: ``(dX, dparams)``
+    (eq. ``tb-backward``).
+
+    dY, X: (B, T, n_emb); params, n_heads, causal as for :func:`block`.
+    dparams has the keys and shapes of params.
+    """
+    return block_backward(dY, block_forward(X, params, n_heads, causal)[1])
+
+
+# --- the same block from the engine's ops ----------------------------------
+
+
+def block_autodiff(X, params, n_heads: int, causal: bool = True):
+    """The block built from :mod:`backprop.autodiff` ops, for checking.
+
+    X: a (B, T, n_emb) Tensor or array; params: a dict of Tensors or arrays
+    with the keys :data:`PARAM_KEYS`. Returns the output Tensor; its
+    ``backward`` fills ``.grad`` of every Tensor given.
+    """
+    from backprop import autodiff as ad
+
+    val = X.value if isinstance(X, ad.Tensor) else np.asarray(X)
+    B, T, n = val.shape
+    n_heads = _check_heads(n_heads, n)
+    p = params
+    H, d_k = n_heads, n // n_heads
+
+    def lin(A, W, b):
+        m = A.shape[-1]
+        return ad.reshape(ad.linear(ad.reshape(A, (B * T, m)), W, b),
+                          (B, T, -1))  # fmt: skip
+
+    def heads(Z):
+        return ad.transpose(ad.reshape(Z, (B, T, H, d_k)), (0, 2, 1, 3))
+
+    def merge(Zh):
+        return ad.reshape(ad.transpose(Zh, (0, 2, 1, 3)), (B, T, n))
+
+    A1 = ad.layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
+    QKV = lin(A1, p["W_qkv"], p["b_qkv"])
+    Q, K, V = (QKV[..., i * n : (i + 1) * n] for i in range(3))
+    O = merge(ad.attention(heads(Q), heads(K), heads(V), causal=causal))
+    X1 = X + lin(O, p["W_o"], p["b_o"])
+    A2 = ad.layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
+    G1 = ad.gelu(lin(A2, p["W_1"], p["b_1"]))
+    return X1 + lin(G1, p["W_2"], p["b_2"])
