@@ -29,7 +29,8 @@ Modules, in the order of the book:
 - :mod:`backprop.norm` — layer norm and batch norm (training mode);
 - :mod:`backprop.conv` — 2-D convolution (NCHW), im2col, the transposed
   convolution;
-- :mod:`backprop.recurrent` — a tanh RNN and backpropagation through time;
+- :mod:`backprop.recurrent` — a tanh RNN, the LSTM and the GRU, and
+  backpropagation through time;
 - :mod:`backprop.attention` — scaled dot-product attention, with a causal
   mask.
 
@@ -89,7 +90,7 @@ from backprop.norm import (
     layer_norm,
     layer_norm_vjp,
 )
-from backprop.recurrent import rnn, rnn_vjp
+from backprop.recurrent import gru, gru_vjp, lstm, lstm_vjp, rnn, rnn_vjp
 
 __version__ = "0.1.0"
 
@@ -107,6 +108,10 @@ __all__ = [
     "layer_norm_vjp",
     "rnn",
     "rnn_vjp",
+    "lstm",
+    "lstm_vjp",
+    "gru",
+    "gru_vjp",
     "blobs",
     "logsumexp",
     "mse",

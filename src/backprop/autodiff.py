@@ -83,6 +83,8 @@ __all__ = [
     "batch_norm",
     "conv2d",
     "rnn",
+    "lstm",
+    "gru",
     "attention",
     "embedding",
     "grad",
@@ -690,6 +692,24 @@ def conv2d(X, W, b=None, stride=1, padding=0) -> Tensor:
 def rnn(X, h0, W_xh, W_hh, b) -> Tensor:
     """``recurrent.rnn``: the hidden states (B, T, n_h), with its VJP."""
     return _apply("rnn", X, h0, W_xh, W_hh, b)
+
+
+def lstm(X, h0, c0, W_xh, W_hh, b) -> tuple[Tensor, Tensor]:
+    """``recurrent.lstm``: the states ``(H, C)``, each (B, T, n_h).
+
+    One primitive, ``"lstm"``, whose output is ``[H, C]`` (B, T, 2 n_h)
+    (an op has one output); its VJP is ``recurrent.lstm_vjp`` with
+    ``dH, dC`` the two halves of the gradient. H and C are its halves, taken
+    by indexing, so a loss of H alone, of C alone or of both works.
+    """
+    HC = _apply("lstm", X, h0, c0, W_xh, W_hh, b)
+    n_h = HC.shape[-1] // 2
+    return HC[..., :n_h], HC[..., n_h:]
+
+
+def gru(X, h0, W_xh, W_hh, b_xh, b_hh) -> Tensor:
+    """``recurrent.gru``: the states H (B, T, n_h), with its VJP."""
+    return _apply("gru", X, h0, W_xh, W_hh, b_xh, b_hh)
 
 
 def attention(Q, K, V, causal: bool = False) -> Tensor:

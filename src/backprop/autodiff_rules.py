@@ -184,6 +184,76 @@ def _rnn_jvp(tangents, H, X, h0, W_xh, W_hh, b):
     return dH
 
 
+def _lstm_joined(X, h0, c0, W_xh, W_hh, b):
+    """``recurrent.lstm``'s ``(H, C)`` as one array ``[H, C]``
+    (B, T, 2 n_h): the engine's ops have one output."""
+    return np.concatenate(recurrent.lstm(X, h0, c0, W_xh, W_hh, b), axis=-1)
+
+
+def _lstm_joined_vjp(g, X, h0, c0, W_xh, W_hh, b):
+    """``recurrent.lstm_vjp`` with ``g = [dH, dC]`` split in two."""
+    dH, dC = np.split(g, 2, axis=-1)
+    return recurrent.lstm_vjp(dH, X, h0, c0, W_xh, W_hh, b, dC=dC)
+
+
+def _lstm_jvp(tangents, HC, X, h0, c0, W_xh, W_hh, b):
+    """Forward mode through the LSTM, the differential of each step:
+
+    ``dA = dx_t W_xhᵀ + x_t dW_xhᵀ + dh W_hhᵀ + h dW_hhᵀ + db``; each gate's
+    tangent is its slope times its block of ``dA``;
+    ``dc_t = df ⊙ c_{t−1} + f ⊙ dc_{t−1} + di ⊙ g + i ⊙ dg`` and
+    ``dh_t = do ⊙ tanh(c_t) + o ⊙ (1 − tanh²(c_t)) ⊙ dc_t``.
+    """
+    dX, dh, dc, dW_xh, dW_hh, db = tangents
+    gates, H, C = recurrent._lstm_forward(X, h0, c0, W_xh, W_hh, b)
+    out = np.empty_like(HC)
+    n_h, h, c = H.shape[-1], h0, c0
+    for t in range(X.shape[1]):
+        dA = (
+            dX[:, t] @ W_xh.T
+            + X[:, t] @ dW_xh.T
+            + dh @ W_hh.T
+            + h @ dW_hh.T
+            + db
+        )
+        i, f, g, o = np.split(gates[:, t], 4, axis=1)
+        di, df, dg, do = np.split(dA, 4, axis=1)
+        di, df, do = di * i * (1 - i), df * f * (1 - f), do * o * (1 - o)
+        dg = dg * (1 - g**2)
+        dc = df * c + f * dc + di * g + i * dg
+        tanh_c = np.tanh(C[:, t])
+        dh = do * tanh_c + o * (1 - tanh_c**2) * dc
+        out[:, t, :n_h], out[:, t, n_h:] = dh, dc
+        h, c = H[:, t], C[:, t]
+    return out
+
+
+def _gru_jvp(tangents, H, X, h0, W_xh, W_hh, b_xh, b_hh):
+    """Forward mode through the GRU, the differential of each step:
+
+    ``dr = r(1 − r) ⊙ (dA_x,r + dA_h,r)``, likewise ``dz``;
+    ``dn = (1 − n²) ⊙ (dA_x,n + dr ⊙ A_h,n + r ⊙ dA_h,n)``;
+    ``dh_t = (1 − z) ⊙ dn + z ⊙ dh_{t−1} + dz ⊙ (h_{t−1} − n)``.
+    """
+    dX, dh, dW_xh, dW_hh, db_xh, db_hh = tangents
+    gates, A_hn, _ = recurrent._gru_forward(X, h0, W_xh, W_hh, b_xh, b_hh)
+    out = np.empty_like(H)
+    h = h0
+    for t in range(X.shape[1]):
+        dA_x = dX[:, t] @ W_xh.T + X[:, t] @ dW_xh.T + db_xh
+        dA_h = dh @ W_hh.T + h @ dW_hh.T + db_hh
+        r, z, n = np.split(gates[:, t], 3, axis=1)
+        (dx_r, dx_z, dx_n), (dh_r, dh_z, dh_n) = (
+            np.split(dA_x, 3, axis=1),
+            np.split(dA_h, 3, axis=1),
+        )
+        dr, dz = r * (1 - r) * (dx_r + dh_r), z * (1 - z) * (dx_z + dh_z)
+        dn = (1 - n**2) * (dx_n + dr * A_hn[:, t] + r * dh_n)
+        dh = out[:, t] = (1 - z) * dn + z * dh + dz * (h - n)
+        h = H[:, t]
+    return out
+
+
 def _attention_jvp(tangents, O, Q, K, V, causal):
     """Forward mode through attention, the differential of each step in turn:
 
@@ -356,6 +426,13 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "rnn":       (recurrent.rnn,
                   lambda g, H, *inputs, needs:
                   recurrent.rnn_vjp(g, *inputs)),
+    # one output, [H, C]; autodiff.lstm splits it
+    "lstm":      (_lstm_joined,
+                  lambda g, HC, *inputs, needs:
+                  _lstm_joined_vjp(g, *inputs)),
+    "gru":       (recurrent.gru,
+                  lambda g, H, *inputs, needs:
+                  recurrent.gru_vjp(g, *inputs)),
     "attention": (attn.attention,
                   lambda g, O, Q, K, V, needs, causal:
                   attn.attention_vjp(g, Q, K, V, causal)),
@@ -408,6 +485,8 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
                   lambda t, Y, X, W, b, **p: conv.conv2d(X, t, None, **p),
                   lambda t, Y, X, W, b, **p: t[:, None, None]),
     "rnn":       _rnn_jvp,
+    "lstm":      _lstm_jvp,
+    "gru":       _gru_jvp,
     "attention": _attention_jvp,
     "embedding": (lambda t, Y, W_emb, ids: layers.embedding(ids, t),),
 }  # fmt: skip

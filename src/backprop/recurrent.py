@@ -39,6 +39,10 @@ __all__ = [
     "scale_to_spectral_radius",
     "state_jacobians",
     "gradient_norms_by_radius",
+    "lstm",
+    "lstm_vjp",
+    "gru",
+    "gru_vjp",
 ]
 
 
@@ -253,3 +257,274 @@ def gradient_norms_by_radius(
         J = state_jacobians(X, h0, W_xh, W_hh, b)
         norms[i] = np.linalg.norm(J, ord=2, axis=(1, 2))
     return norms
+
+
+# --- gated recurrence: the LSTM and the GRU --------------------------------
+
+
+def _check_gated(X, h0, W_xh, W_hh, biases, n_gates, c0=None):
+    """A gated layer's arguments, as float arrays of consistent shapes.
+
+    ``n_gates`` blocks of ``n_h`` rows are stacked in ``W_xh``, ``W_hh`` and
+    each bias in ``biases`` (a dict name -> array): 4 for the LSTM, 3 for
+    the GRU.
+    """
+    X = as_real_array("X", X)
+    if X.ndim != 3:
+        raise ValueError(
+            f"X must be 3-D (batch, time, features); got {X.ndim}-D shape "
+            f"{X.shape}"
+        )
+    B, _, n_in = X.shape
+    W_hh = as_real_array("W_hh", W_hh, ndim=2)
+    rows, n_h = W_hh.shape
+    if rows != n_gates * n_h:
+        raise ValueError(
+            f"W_hh must have shape ({n_gates} n_h, n_h), the {n_gates} "
+            f"gates' (n_h, n_h) blocks stacked; got {W_hh.shape}"
+        )
+    W_xh = as_real_array("W_xh", W_xh, ndim=2)
+    if W_xh.shape != (n_gates * n_h, n_in):
+        raise ValueError(
+            f"W_xh must have shape ({n_gates} n_h, n_in) = "
+            f"({n_gates * n_h}, {n_in}): W_hh {W_hh.shape} has n_h = {n_h} "
+            f"and X {X.shape} has {n_in} features; got {W_xh.shape}"
+        )
+    checked = []
+    for name, b in biases.items():
+        b = as_real_array(name, b, ndim=1)
+        if b.shape != (n_gates * n_h,):
+            raise ValueError(
+                f"{name} must have shape ({n_gates} n_h,) = "
+                f"({n_gates * n_h},), one entry per unit of each gate; "
+                f"got {b.shape}"
+            )
+        checked.append(b)
+    states = [("h0", h0)] if c0 is None else [("h0", h0), ("c0", c0)]
+    for name, s in states:
+        s = check_batch(name, s)
+        if s.shape != (B, n_h):
+            raise ValueError(
+                f"{name} must have shape (B, n_h) = ({B}, {n_h}), one state "
+                f"per sequence of X {X.shape}; got {s.shape}"
+            )
+        checked.append(s)
+    return X, W_xh, W_hh, checked
+
+
+def _check_grad(name, g, shape):
+    """A gradient sent to the outputs must have their shape."""
+    g = as_real_array(name, g)
+    if g.shape != shape:
+        raise ValueError(
+            f"{name} must have the shape of the states, (B, T, n_h) = "
+            f"{shape}; got {g.shape}"
+        )
+    return g
+
+
+def _sigmoid(A):
+    """The logistic function, without overflow (as ``layers.sigmoid``)."""
+    return np.exp(-np.logaddexp(0.0, -A))
+
+
+def _lstm_forward(X, h0, c0, W_xh, W_hh, b):
+    """The gates (B, T, 4 n_h), in the order i, f, g, o, and H, C."""
+    B, T, _ = X.shape
+    n_h = W_hh.shape[1]
+    dtype = np.result_type(X, h0, c0, W_xh, W_hh, b)
+    gates = np.empty((B, T, 4 * n_h), dtype=dtype)
+    H = np.empty((B, T, n_h), dtype=dtype)
+    C = np.empty_like(H)
+    h, c = h0, c0
+    for t in range(T):
+        A = X[:, t] @ W_xh.T + h @ W_hh.T + b  # pre-activations, 4 blocks
+        gate_i, gate_f, gate_g, gate_o = np.split(A, 4, axis=1)
+        gate_i, gate_f, gate_o = (
+            _sigmoid(gate_i),
+            _sigmoid(gate_f),
+            _sigmoid(gate_o),
+        )
+        gate_g = np.tanh(gate_g)
+        c = C[:, t] = gate_f * c + gate_i * gate_g
+        h = H[:, t] = gate_o * np.tanh(c)
+        gates[:, t] = np.concatenate([gate_i, gate_f, gate_g, gate_o], 1)
+    return gates, H, C
+
+
+def lstm(X, h0, c0, W_xh, W_hh, b) -> tuple[np.ndarray, np.ndarray]:
+    """A long short-term memory layer, PyTorch's ``nn.LSTM`` formulas.
+
+    Implements eq. ``gr-lstm-forward``: per step, with ``σ`` the logistic
+    function and the four gates' pre-activations stacked in the order
+    i, f, g, o,
+
+        [a_i, a_f, a_g, a_o] = x_t W_xhᵀ + h_{t−1} W_hhᵀ + b,
+        i = σ(a_i), f = σ(a_f), g = tanh(a_g), o = σ(a_o),
+        c_t = f ⊙ c_{t−1} + i ⊙ g,   h_t = o ⊙ tanh(c_t).
+
+    X: (B, T, n_in).  h0, c0: (B, n_h), the initial hidden and cell states.
+    W_xh: (4 n_h, n_in).  W_hh: (4 n_h, n_h).  b: (4 n_h,), one bias
+    (PyTorch's ``b_ih + b_hh``). Returns ``(H, C)``, the hidden and cell
+    states of steps 1 … T, each (B, T, n_h), in the arguments' floating
+    dtype (float32 stays float32). The same as
+    ``torch.nn.LSTM(batch_first=True)`` with one layer.
+    """
+    X, W_xh, W_hh, (b, h0, c0) = _check_gated(
+        X, h0, W_xh, W_hh, {"b": b}, 4, c0
+    )
+    _, H, C = _lstm_forward(X, h0, c0, W_xh, W_hh, b)
+    return H, C
+
+
+def lstm_vjp(
+    dH, X, h0, c0, W_xh, W_hh, b, dC=None
+) -> tuple[np.ndarray, ...]:
+    """Backpropagation through time for :func:`lstm`.
+
+    Implements eqs. ``gr-lstm-cell-grad``, ``gr-lstm-gate-grads``.
+
+    dH: (B, T, n_h), ∂E/∂H.  dC: (B, T, n_h), ∂E/∂C, or ``None`` for a loss
+    that reads only H.  The rest as for :func:`lstm`. Returns ``(dX, dh0,
+    dc0, dW_xh, dW_hh, db)`` with the shapes of the inputs. Going back in
+    time, two gradients are carried: ``dh`` at the hidden state and ``dc``
+    at the cell state. Per step,
+
+        dc ← dc + dh ⊙ o ⊙ (1 − tanh²(c_t)),
+        d(i, f, g, o) = (dc ⊙ g, dc ⊙ c_{t−1}, dc ⊙ i, dh ⊙ tanh(c_t)),
+
+    each through its own activation's slope to the pre-activations ``dA``
+    (B, 4 n_h); then ``dc_{t−1} = dc ⊙ f`` (the additive path) and
+    ``dh_{t−1} = dA W_hh``, and the tied weights collect ``dAᵀ X_t``,
+    ``dAᵀ H_{t−1}`` and ``dAᵀ 1``.
+    """
+    X, W_xh, W_hh, (b, h0, c0) = _check_gated(
+        X, h0, W_xh, W_hh, {"b": b}, 4, c0
+    )
+    gates, H, C = _lstm_forward(X, h0, c0, W_xh, W_hh, b)
+    dH = _check_grad("dH", dH, H.shape)
+    dC = np.zeros_like(dH) if dC is None else _check_grad("dC", dC, C.shape)
+    T = X.shape[1]
+    dtype = np.result_type(dH, dC, H)  # float32 in, float32 out
+    dX = np.empty_like(X, dtype=dtype)
+    dW_xh = np.zeros_like(W_xh, dtype=dtype)
+    dW_hh = np.zeros_like(W_hh, dtype=dtype)
+    db = np.zeros_like(b, dtype=dtype)
+    dh = np.zeros_like(h0, dtype=dtype)  # from the future: dA_{t+1} W_hh
+    dc = np.zeros_like(c0, dtype=dtype)  # from the future: dc_{t+1} ⊙ f
+    for t in reversed(range(T)):
+        h_prev = H[:, t - 1] if t > 0 else h0
+        c_prev = C[:, t - 1] if t > 0 else c0
+        gate_i, gate_f, gate_g, gate_o = np.split(gates[:, t], 4, axis=1)
+        tanh_c = np.tanh(C[:, t])
+        dh = dH[:, t] + dh
+        dc = dC[:, t] + dc + dh * gate_o * (1 - tanh_c**2)
+        dA = np.concatenate(
+            [
+                dc * gate_g * gate_i * (1 - gate_i),
+                dc * c_prev * gate_f * (1 - gate_f),
+                dc * gate_i * (1 - gate_g**2),
+                dh * tanh_c * gate_o * (1 - gate_o),
+            ],
+            axis=1,
+        )
+        dc = dc * gate_f  # the cell path: ∂c_t/∂c_{t−1} = diag(f)
+        dX[:, t], dW_xh_t, db_t = linear_vjp(dA, X[:, t], W_xh)
+        dh, dW_hh_t, _ = linear_vjp(dA, h_prev, W_hh)
+        dW_xh += dW_xh_t  # tied weights: one term per step, summed
+        dW_hh += dW_hh_t
+        db += db_t
+    return dX, dh, dc, dW_xh, dW_hh, db
+
+
+def _gru_forward(X, h0, W_xh, W_hh, b_xh, b_hh):
+    """Gates r, z, n (B, T, 3 n_h), ``h W_hnᵀ + b_hn`` (B, T, n_h), and H."""
+    B, T, _ = X.shape
+    n_h = W_hh.shape[1]
+    dtype = np.result_type(X, h0, W_xh, W_hh, b_xh, b_hh)
+    gates = np.empty((B, T, 3 * n_h), dtype=dtype)
+    A_hn = np.empty((B, T, n_h), dtype=dtype)
+    H = np.empty_like(A_hn)
+    h = h0
+    for t in range(T):
+        A_x = X[:, t] @ W_xh.T + b_xh  # (B, 3 n_h): r, z, n blocks
+        A_h = h @ W_hh.T + b_hh
+        gate_r = _sigmoid(A_x[:, :n_h] + A_h[:, :n_h])
+        gate_z = _sigmoid(A_x[:, n_h : 2 * n_h] + A_h[:, n_h : 2 * n_h])
+        A_hn[:, t] = A_h[:, 2 * n_h :]
+        gate_n = np.tanh(A_x[:, 2 * n_h :] + gate_r * A_hn[:, t])
+        h = H[:, t] = (1 - gate_z) * gate_n + gate_z * h
+        gates[:, t] = np.concatenate([gate_r, gate_z, gate_n], axis=1)
+    return gates, A_hn, H
+
+
+def gru(X, h0, W_xh, W_hh, b_xh, b_hh) -> np.ndarray:
+    """A gated recurrent unit layer, PyTorch's ``nn.GRU`` formulas.
+
+    Implements eq. ``gr-gru-forward``: per step, with the three gates'
+    blocks stacked in the order r, z, n,
+
+        r = σ(x_t W_irᵀ + b_ir + h_{t−1} W_hrᵀ + b_hr),
+        z = σ(x_t W_izᵀ + b_iz + h_{t−1} W_hzᵀ + b_hz),
+        n = tanh(x_t W_inᵀ + b_in + r ⊙ (h_{t−1} W_hnᵀ + b_hn)),
+        h_t = (1 − z) ⊙ n + z ⊙ h_{t−1}.
+
+    X: (B, T, n_in).  h0: (B, n_h).  W_xh: (3 n_h, n_in), the blocks
+    W_ir, W_iz, W_in.  W_hh: (3 n_h, n_h).  b_xh, b_hh: (3 n_h,) each; two
+    biases, because b_hn sits inside the reset gate's product and does not
+    merge with b_in. Returns H: (B, T, n_h), the states of steps 1 … T, in
+    the arguments' floating dtype. The same as
+    ``torch.nn.GRU(batch_first=True)`` with one layer.
+    """
+    X, W_xh, W_hh, (b_xh, b_hh, h0) = _check_gated(
+        X, h0, W_xh, W_hh, {"b_xh": b_xh, "b_hh": b_hh}, 3
+    )
+    return _gru_forward(X, h0, W_xh, W_hh, b_xh, b_hh)[2]
+
+
+def gru_vjp(dH, X, h0, W_xh, W_hh, b_xh, b_hh) -> tuple[np.ndarray, ...]:
+    """Backpropagation through time for :func:`gru`.
+
+    Implements eq. ``gr-gru-grads``.
+
+    dH: (B, T, n_h), ∂E/∂H; the rest as for :func:`gru`. Returns ``(dX,
+    dh0, dW_xh, dW_hh, db_xh, db_hh)`` with the shapes of the inputs. Per
+    step, from ``dh`` = ∂E/∂h_t (own output plus the future):
+
+        dn = dh ⊙ (1 − z),  dz = dh ⊙ (h_{t−1} − n),
+        dA_n = dn ⊙ (1 − n²),  dr = dA_n ⊙ (h_{t−1} W_hnᵀ + b_hn),
+
+    the input side's pre-activations get ``dA_x = [dr ⊙ r(1 − r),
+    dz ⊙ z(1 − z), dA_n]`` and the state side's ``dA_h``, the same but
+    ``r ⊙ dA_n`` in the last block; then ``dh_{t−1} = dh ⊙ z + dA_h W_hh``.
+    """
+    X, W_xh, W_hh, (b_xh, b_hh, h0) = _check_gated(
+        X, h0, W_xh, W_hh, {"b_xh": b_xh, "b_hh": b_hh}, 3
+    )
+    gates, A_hn, H = _gru_forward(X, h0, W_xh, W_hh, b_xh, b_hh)
+    dH = _check_grad("dH", dH, H.shape)
+    T = X.shape[1]
+    dtype = np.result_type(dH, H)
+    dX = np.empty_like(X, dtype=dtype)
+    dW_xh = np.zeros_like(W_xh, dtype=dtype)
+    dW_hh = np.zeros_like(W_hh, dtype=dtype)
+    db_xh = np.zeros_like(b_xh, dtype=dtype)
+    db_hh = np.zeros_like(b_hh, dtype=dtype)
+    dh = np.zeros_like(h0, dtype=dtype)  # from the future
+    for t in reversed(range(T)):
+        h_prev = H[:, t - 1] if t > 0 else h0
+        gate_r, gate_z, gate_n = np.split(gates[:, t], 3, axis=1)
+        dh = dH[:, t] + dh
+        dA_n = dh * (1 - gate_z) * (1 - gate_n**2)
+        dA_r = dA_n * A_hn[:, t] * gate_r * (1 - gate_r)
+        dA_z = dh * (h_prev - gate_n) * gate_z * (1 - gate_z)
+        dA_x = np.concatenate([dA_r, dA_z, dA_n], axis=1)
+        dA_h = np.concatenate([dA_r, dA_z, gate_r * dA_n], axis=1)
+        dX[:, t], dW_xh_t, db_xh_t = linear_vjp(dA_x, X[:, t], W_xh)
+        dh_prev, dW_hh_t, db_hh_t = linear_vjp(dA_h, h_prev, W_hh)
+        dh = dh * gate_z + dh_prev  # the direct path and the gates'
+        dW_xh += dW_xh_t
+        dW_hh += dW_hh_t
+        db_xh += db_xh_t
+        db_hh += db_hh_t
+    return dX, dh, dW_xh, dW_hh, db_xh, db_hh
