@@ -6,8 +6,8 @@ layer, move every factor across the inner product, read off the gradient.
 - ``glu``: the gated linear unit, ``Y = Z₁ ⊙ σ(Z₂)`` with two affine maps
   ``Zₖ = X Wₖᵀ + 𝟏 bₖᵀ`` of the same input (eqs. ``rc-glu-forward``,
   ``rc-glu-grads``);
-- ``l2_normalize``: each row divided by its length, ``Y = diag(ℓ)⁻¹ X``
-  with ``ℓᵣ = √(‖xᵣ‖² + ε)`` (eqs. ``rc-l2-forward``, ``rc-l2-grad``).
+- ``l2_normalize``: each row divided by its length, ``Y = diag(ζ)⁻¹ X``
+  with ``ζᵣ = √(‖xᵣ‖² + ε)`` (eqs. ``rc-l2-forward``, ``rc-l2-grad``).
 
 Batch-first, one example per row, as everywhere in the package. Every
 function is pure: it checks its arguments, never modifies them, and
@@ -82,47 +82,47 @@ def glu_vjp(dY, X, W1, b1, W2, b2) -> tuple[np.ndarray, ...]:
 
 
 def _check_l2(X, eps) -> tuple[np.ndarray, np.ndarray]:
-    """X as a batch and its row lengths ``ℓ = √((X ⊙ X) 𝟏 + ε)``."""
+    """X as a batch and its row lengths ``ζ = √((X ⊙ X) 𝟏 + ε)``."""
     X = check_batch("X", X)
     eps = _check_eps(eps)
-    ell = np.sqrt(np.sum(X * X, axis=1) + eps)
-    if not np.all(ell > 0):
-        r = int(np.flatnonzero(~(ell > 0))[0])
+    zeta = np.sqrt(np.sum(X * X, axis=1) + eps)
+    if not np.all(zeta > 0):
+        r = int(np.flatnonzero(~(zeta > 0))[0])
         raise ValueError(
-            f"row {r} of X has length {ell[r]}, so it has no direction; "
+            f"row {r} of X has length {zeta[r]}, so it has no direction; "
             f"pass eps > 0 to map a zero row to zero"
         )
-    return X, ell
+    return X, zeta
 
 
 def l2_normalize(X, eps: float = 0.0) -> np.ndarray:
-    """Each row scaled to length 1: ``Y = diag(ℓ)⁻¹ X``.
+    """Each row scaled to length 1: ``Y = diag(ζ)⁻¹ X``.
 
     Implements eq. ``rc-l2-forward``.
 
     X: (B, n_in), one example per row.  eps: ``ε ≥ 0``, added under the
-    root: row ``r`` is divided by ``ℓᵣ = √(‖xᵣ‖² + ε)``.  With ``ε = 0``
+    root: row ``r`` is divided by ``ζᵣ = √(‖xᵣ‖² + ε)``.  With ``ε = 0``
     a zero row is refused; with ``ε > 0`` it maps to zero.
     Returns Y: (B, n_in), each row of length 1 when ``ε = 0``.
     """
-    X, ell = _check_l2(X, eps)
-    return X / ell[:, None]
+    X, zeta = _check_l2(X, eps)
+    return X / zeta[:, None]
 
 
 def l2_normalize_vjp(dY, X, eps: float = 0.0) -> np.ndarray:
-    """Pull ``dY`` back through ``Y = diag(ℓ)⁻¹ X``  (eq. ``rc-l2-grad``).
+    """Pull ``dY`` back through ``Y = diag(ζ)⁻¹ X``  (eq. ``rc-l2-grad``).
 
     dY, X: (B, n_in).  eps: as for :func:`l2_normalize`.
-    Returns dX: (B, n_in), ``diag(ℓ)⁻¹ (dY − diag((dY ⊙ Y) 𝟏) Y)``;
-    row by row, ``(g − (yᵀg) y) / ℓ = (I − y yᵀ) g / ℓ``.
+    Returns dX: (B, n_in), ``diag(ζ)⁻¹ (dY − diag((dY ⊙ Y) 𝟏) Y)``;
+    row by row, ``(g − (yᵀg) y) / ζ = (I − y yᵀ) g / ζ``.
     """
-    X, ell = _check_l2(X, eps)
+    X, zeta = _check_l2(X, eps)
     dY = as_real_array("dY", dY)
     if dY.shape != X.shape:
         raise ValueError(
             f"dY must have the shape of Y = l2_normalize(X), which is "
             f"the shape of X, {X.shape}; got {dY.shape}"
         )
-    Y = X / ell[:, None]
+    Y = X / zeta[:, None]
     along = np.sum(dY * Y, axis=1, keepdims=True)  # yᵣᵀ gᵣ, one per row
-    return (dY - along * Y) / ell[:, None]
+    return (dY - along * Y) / zeta[:, None]
