@@ -320,14 +320,17 @@ def gc_step_size_panel(
     eps: the machine epsilon of the precision that was measured.
     truncation: optional ``{"forward": C1, "central": C2}``; draws the
     truncation terms ``C1 h`` and ``C2 h²`` as dashed lines in the colour of
-    their curve. Also drawn: the round-off term ``ε/h`` (grey, dashed) and
-    dotted vertical lines at the predicted best steps ``ε^(1/2)`` and
-    ``ε^(1/3)``; see eqs. ``gc-error-model``, ``gc-optimal-step``. Both axes
-    are logarithmic. Returns ``ax``.
+    their curve. Also drawn: the round-off term ``ε_mach/h`` (grey, dashed)
+    and dotted vertical lines at the predicted best steps ``ε_mach^(1/2)``
+    and ``ε_mach^(1/3)``; see eqs. ``gc-error-model``,
+    ``gc-optimal-step``. Both axes are logarithmic. Returns ``ax``.
     """
     hs = as_real_array("hs", hs, ndim=1)
     # colour, truncation term's power of h, label of the predicted best step
-    style = {"forward": ("C0", 1, "h = √ε"), "central": ("C1", 2, "h = ∛ε")}
+    style = {
+        "forward": ("C0", 1, "h = √ε_mach"),
+        "central": ("C1", 2, "h = ∛ε_mach"),
+    }
     truncation = {} if truncation is None else dict(truncation)
     for scheme, errors in measured.items():
         if scheme not in style:
@@ -354,7 +357,7 @@ def gc_step_size_panel(
             color=colour,
             label=best,
         )
-    ax.loglog(hs, eps / hs, "--", lw=0.9, color="0.5", label="ε / h")
+    ax.loglog(hs, eps / hs, "--", lw=0.9, color="0.5", label="ε_mach / h")
     ax.set_ylim(*ylim)
     ax.set_xlabel("step $h$")
     ax.set_ylabel("relative error of the gradient")
