@@ -2,7 +2,7 @@
 
 Both subtract a mean and divide by a standard deviation, then scale and shift
 each feature: ``Y = γ ⊙ X̂ + β`` with ``X̂ = (X − μ) / σ`` and
-``σ = √(v + ε)``, the variance ``v`` biased
+``σ = √(var + ε)``, the variance ``var`` biased
 (divided by the count, not the count minus one). They differ only in the axis
 the statistics run over:
 
@@ -14,11 +14,11 @@ the statistics run over:
   eps=ε)``.
 
 Because every entry of ``X`` moves the mean and the variance, the map is not
-element-wise: for one group of ``m`` standardised entries
+element-wise: for one group of ``n`` standardised entries
 (a row for layer norm, a column for batch norm) the Jacobian is
 (eq. ``rn-ln-jacobian``)
 
-    ∂y/∂x = diag(γ) (1/σ) (I − 𝟏𝟏ᵀ/m − x̂ x̂ᵀ/m),
+    ∂y/∂x = diag(γ) (1/σ) (I − 𝟏𝟏ᵀ/n − x̂ x̂ᵀ/n),
 
 dense, and the VJP has the compact form (eqs. ``rn-ln-vjp``, ``rn-bn-vjp``)
 
@@ -64,14 +64,16 @@ def _check_eps(eps) -> float:
     return float(eps)
 
 
-def _check_feature_vector(name: str, v, n: int, what: str) -> np.ndarray:
-    v = as_real_array(name, v, ndim=1)
-    if v.shape != (n,):
+def _check_feature_vector(
+    name: str, vector, n: int, what: str
+) -> np.ndarray:
+    vector = as_real_array(name, vector, ndim=1)
+    if vector.shape != (n,):
         raise ValueError(
             f"{name} must have shape ({n},), one entry per {what}; got "
-            f"{v.shape}"
+            f"{vector.shape}"
         )
-    return v
+    return vector
 
 
 def _check_batch_norm_input(X) -> np.ndarray:
@@ -88,13 +90,13 @@ def _check_batch_norm_input(X) -> np.ndarray:
 def _standardize(
     X: np.ndarray, axis: int, eps: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(X̂, σ)``: ``X`` minus its mean on ``axis``, over ``σ = √(v + ε)``.
+    """``(X̂, σ)``: ``X`` minus its mean on ``axis``, over ``σ = √(var + ε)``.
 
     σ keeps the reduced axis (size 1), so that it broadcasts against ``X``.
     """
-    C = X - X.mean(axis=axis, keepdims=True)
-    sigma = np.sqrt(np.mean(C * C, axis=axis, keepdims=True) + eps)
-    return C / sigma, sigma
+    Xc = X - X.mean(axis=axis, keepdims=True)
+    sigma = np.sqrt(np.mean(Xc * Xc, axis=axis, keepdims=True) + eps)
+    return Xc / sigma, sigma
 
 
 def _standardize_vjp(
@@ -128,8 +130,8 @@ def layer_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
     X: (..., n), any rank of at least one; every slice ``X[..., :]`` (a row)
     is standardised on its own.  gamma, beta: (n,).  eps: non-negative, added
     to the biased variance.  Returns Y: (..., n),
-    ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with ``μ`` and ``v`` the mean and
-    biased variance of each row.
+    ``Y = γ ⊙ (X − μ) / √(var + ε) + β`` with ``μ`` and ``var`` the mean
+    and biased variance of each row.
     """
     eps = _check_eps(eps)
     X, gamma, beta = _check_layer_norm(X, gamma, beta)
@@ -188,8 +190,8 @@ def batch_norm(X, gamma, beta, eps: float = 1e-5) -> np.ndarray:
 
     X: (B, n), one example per row, ``B >= 2``; every column (a feature) is
     standardised over the ``B`` examples.  gamma, beta: (n,).  eps:
-    non-negative. Returns Y: (B, n), ``Y = γ ⊙ (X − μ) / √(v + ε) + β`` with
-    ``μ`` and ``v`` the mean and biased variance of each column.  With
+    non-negative. Returns Y: (B, n), ``Y = γ ⊙ (X − μ) / √(var + ε) + β``
+    with ``μ`` and ``var`` the mean and biased variance of each column.  With
     ``B = 1`` every output would be ``β`` whatever ``X`` is, so it is
     refused, as PyTorch refuses it in training.
     """
@@ -234,20 +236,19 @@ def batch_norm_steps(
     """Batch norm as eight elementary steps; returns ``(Y, backward)``.
 
     X: (B, n) with ``B >= 2``; gamma, beta: (n,).  The forward pass, with the
-    shape of each intermediate
-    (``m`` is the mean over the batch, ``m(U) = 𝟏ᵀU / B``)::
+    shape of each intermediate (``mean(·) = 𝟏ᵀ(·) / B``, over the batch)::
 
-        μ = m(X)           (n,)     mean
-        C = X − 𝟏μᵀ        (B, n)   centre
-        S = C ⊙ C          (B, n)   square
-        v = m(S)           (n,)     mean
-        s = v + ε          (n,)     add eps
-        r = s^(−1/2)       (n,)     rsqrt
-        X̂ = C ⊙ 𝟏rᵀ        (B, n)   multiply
-        Y = X̂ ⊙ 𝟏γᵀ + 𝟏βᵀ  (B, n)   scale and shift
+        μ = mean(X)          (n,)     mean
+        X_c = X − 𝟏μᵀ        (B, n)   centre
+        X_c² = X_c ⊙ X_c     (B, n)   square
+        var = mean(X_c²)     (n,)     mean
+        σ² = var + ε         (n,)     add eps
+        σ⁻¹ = (σ²)^(−1/2)    (n,)     rsqrt
+        X̂ = X_c ⊙ 𝟏(σ⁻¹)ᵀ    (B, n)   multiply
+        Y = X̂ ⊙ 𝟏γᵀ + 𝟏βᵀ    (B, n)   scale and shift
 
     ``backward(dY)`` runs the steps in reverse, each with its own VJP, and
-    returns ``(dX, dgamma, dbeta)``. ``C`` is used twice
+    returns ``(dX, dgamma, dbeta)``. ``X_c`` is used twice
     (by the square and the multiply), so its two gradients add. The result
     equals :func:`batch_norm_vjp` to round-off.
     """
@@ -256,12 +257,12 @@ def batch_norm_steps(
     B = X.shape[0]
 
     mu = X.mean(axis=0)
-    C = X - mu
-    S = C * C
-    v = S.mean(axis=0)
-    s = v + eps
-    r = s**-0.5
-    Xhat = C * r
+    Xc = X - mu
+    Xc_sq = Xc * Xc
+    var = Xc_sq.mean(axis=0)
+    sigma_sq = var + eps
+    sigma_inv = sigma_sq**-0.5
+    Xhat = Xc * sigma_inv
     Y = Xhat * gamma + beta
 
     def backward(dY) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -273,19 +274,20 @@ def batch_norm_steps(
             (dY * Xhat).sum(axis=0),
             dY.sum(axis=0),
         )
-        # multiply: X̂ = C ⊙ 𝟏rᵀ  (r is broadcast over the rows, so its
-        # gradient sums)
-        dC, dr = dXhat * r, (dXhat * C).sum(axis=0)
-        # rsqrt: r = s^(−1/2)
-        ds = dr * (-0.5) * s**-1.5
-        # add eps: s = v + ε
-        dv = ds
-        # mean: v = 𝟏ᵀS / B  (its adjoint copies dv / B into every row)
-        dS = np.broadcast_to(dv / B, (B, dv.size))
-        # square: S = C ⊙ C; C's second use, so the gradients add
-        dC = dC + 2.0 * C * dS
-        # centre: C = X − 𝟏μᵀ
-        dX, dmu = dC, -dC.sum(axis=0)
+        # multiply: X̂ = X_c ⊙ 𝟏(σ⁻¹)ᵀ  (σ⁻¹ is broadcast over the rows, so
+        # its gradient sums)
+        dXc = dXhat * sigma_inv
+        dsigma_inv = (dXhat * Xc).sum(axis=0)
+        # rsqrt: σ⁻¹ = (σ²)^(−1/2)
+        dsigma_sq = dsigma_inv * (-0.5) * sigma_sq**-1.5
+        # add eps: σ² = var + ε
+        dvar = dsigma_sq
+        # mean: var = 𝟏ᵀX_c² / B  (its adjoint copies dvar / B into each row)
+        dXc_sq = np.broadcast_to(dvar / B, (B, dvar.size))
+        # square: X_c² = X_c ⊙ X_c; X_c's second use, so the gradients add
+        dXc = dXc + 2.0 * Xc * dXc_sq
+        # centre: X_c = X − 𝟏μᵀ
+        dX, dmu = dXc, -dXc.sum(axis=0)
         # mean: μ = 𝟏ᵀX / B; X's second use
         dX = dX + dmu / B
         return dX, dgamma, dbeta
