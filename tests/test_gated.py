@@ -22,7 +22,7 @@ from measures import fd_error
 
 import backprop as bp
 from backprop import autodiff as ad
-from backprop.recurrent import gru, gru_vjp, lstm, lstm_vjp
+from backprop.recurrent import first_step_gradient_norms, gru, gru_vjp, lstm, lstm_vjp
 
 dims = st.integers(min_value=1, max_value=4)
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -539,3 +539,72 @@ def test_float32_agrees_with_float64(seed, B, T, n_in, n_h):
             assert a.dtype == np.float32
             scale = max(np.max(np.abs(b)), 1.0)
             assert np.max(np.abs(a - b)) <= 300 * 2**-24 * (B * T + n_in + n_h) * scale
+
+
+# --- the measurement of the chapter: ‖∂E/∂x_1‖ against T --------------------------------
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_first_step_gradient_norms_match_finite_differences(kind):
+    """Each entry is ‖∂⟨u, h_T⟩/∂x_1‖ of one run of length T (the batch of copies
+    changes nothing); checked against central differences in x_1."""
+    lengths = [1, 4, 7]
+    norms = first_step_gradient_norms(kind, lengths, n_in=2, n_h=3, seed=5)
+    rng = np.random.default_rng(5)  # the helper's draws, in its order
+    k = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    W_xh = rng.normal(size=(k * 3, 2)) / np.sqrt(2)
+    W_hh = rng.normal(size=(k * 3, 3)) / np.sqrt(3)
+    X = rng.normal(size=(1, 7, 2))
+    u = rng.normal(size=3)
+    u /= np.linalg.norm(u)
+    b, h0 = np.zeros(k * 3), np.zeros((1, 3))
+    b[3:6] = 1.0 if kind != "rnn" else 0.0
+    run = {
+        "rnn": lambda X_: bp.rnn(X_, h0, W_xh, W_hh, b),
+        "lstm": lambda X_: lstm(X_, h0, h0, W_xh, W_hh, b)[0],
+        "gru": lambda X_: gru(X_, h0, W_xh, W_hh, b, np.zeros(9)),
+    }[kind]
+    for T, norm in zip(lengths, norms):
+
+        def E(x1, T=T):
+            X_ = X[:, :T].copy()
+            X_[0, 0] = x1
+            return run(X_)[0, -1] @ u
+
+        fd = bp.numerical_gradient(E, X[0, 0], h=1e-5)
+        assert abs(norm - np.linalg.norm(fd)) <= 1e-8 * np.linalg.norm(fd)
+
+
+def test_the_keep_bias_sets_the_lstm_decay():
+    """At the same weights the gradient through 60 steps grows with the forget
+    gate's bias, and the RNN, which has no such gate, ignores it."""
+    lstm_norms = [
+        first_step_gradient_norms("lstm", [60], keep_bias=v)[0] for v in (0, 1, 3)
+    ]
+    assert lstm_norms[0] < lstm_norms[1] < lstm_norms[2]
+    rnn_norms = [first_step_gradient_norms("rnn", [60], keep_bias=v)[0] for v in (0, 3)]
+    assert rnn_norms[0] == rnn_norms[1]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"kind": "lstmx", "lengths": [3]},
+            r"kind must be 'rnn', 'lstm' or 'gru'; got 'lstmx'",
+        ),
+        (
+            {"kind": "gru", "lengths": [3, 0]},
+            r"each length must be a positive integer; got 0",
+        ),
+        ({"kind": "gru", "lengths": []}, r"at least one T"),
+        ({"kind": "rnn", "lengths": [3], "n_h": 0}, r"n_h must be a positive integer"),
+        (
+            {"kind": "rnn", "lengths": [3], "keep_bias": np.nan},
+            r"keep_bias must be a number",
+        ),
+    ],
+)
+def test_first_step_gradient_norms_refusals(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        first_step_gradient_norms(**kwargs)

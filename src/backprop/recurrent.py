@@ -1,4 +1,6 @@
-"""A recurrent layer and backpropagation through time (BPTT).
+"""Recurrent layers and backpropagation through time (BPTT).
+
+A tanh RNN first; the gated layers, the LSTM and the GRU, at the end.
 
 The book derives, for one sequence in column form,
 
@@ -43,6 +45,7 @@ __all__ = [
     "lstm_vjp",
     "gru",
     "gru_vjp",
+    "first_step_gradient_norms",
 ]
 
 
@@ -528,3 +531,55 @@ def gru_vjp(dH, X, h0, W_xh, W_hh, b_xh, b_hh) -> tuple[np.ndarray, ...]:
         db_xh += db_xh_t
         db_hh += db_hh_t
     return dX, dh, dW_xh, dW_hh, db_xh, db_hh
+
+
+def first_step_gradient_norms(
+    kind: str,
+    lengths: Sequence[int],
+    n_in: int = 4,
+    n_h: int = 16,
+    keep_bias: float = 1.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """``‖∂E/∂x_1‖`` for ``E = ⟨u, h_T⟩``, one sequence, for each length T.
+
+    kind: ``"rnn"``, ``"lstm"`` or ``"gru"``.  lengths: (m,) the T's, each
+    ≥ 1.  n_in, n_h: the sizes.  keep_bias: the bias of the gate that keeps
+    the old state, the LSTM's forget gate ``f`` or the GRU's update gate
+    ``z`` (ignored for the RNN); every other bias is 0. From ``seed``, the
+    same way for the three kinds: each weight entry is drawn from
+    N(0, 1/fan-in) (``1/n_in`` in ``W_xh``, ``1/n_h`` in ``W_hh``), the
+    inputs from N(0, 1), the unit direction ``u`` uniformly; ``h0`` and
+    ``c0`` are 0. One call to the kind's VJP does all the lengths: a batch
+    of copies of the sequence, copy ``j`` with ``u`` at step
+    ``lengths[j]`` and 0 elsewhere. Returns (m,), the norms.
+    """
+    blocks = {"rnn": 1, "lstm": 4, "gru": 3}
+    if kind not in blocks:
+        raise ValueError(
+            f"kind must be 'rnn', 'lstm' or 'gru'; got {kind!r}"
+        )
+    lengths = [positive_int("each length", T) for T in lengths]
+    if not lengths:
+        raise ValueError("lengths must hold at least one T; got none")
+    n_in, n_h = positive_int("n_in", n_in), positive_int("n_h", n_h)
+    if not np.isfinite(keep_bias):
+        raise ValueError(f"keep_bias must be a number; got {keep_bias!r}")
+    rng = np.random.default_rng(seed)
+    k, m, T_max = blocks[kind], len(lengths), max(lengths)
+    W_xh = rng.normal(size=(k * n_h, n_in)) / np.sqrt(n_in)
+    W_hh = rng.normal(size=(k * n_h, n_h)) / np.sqrt(n_h)
+    X = np.repeat(rng.normal(size=(1, T_max, n_in)), m, axis=0)
+    u = rng.normal(size=n_h)
+    dH = np.zeros((m, T_max, n_h))
+    dH[np.arange(m), np.array(lengths) - 1] = u / np.linalg.norm(u)
+    h0, b = np.zeros((m, n_h)), np.zeros(k * n_h)
+    if kind == "rnn":
+        dX = rnn_vjp(dH, X, h0, W_xh, W_hh, b)[0]
+    elif kind == "lstm":
+        b[n_h : 2 * n_h] = keep_bias  # i, [f], g, o
+        dX = lstm_vjp(dH, X, h0, h0, W_xh, W_hh, b)[0]
+    else:
+        b[n_h : 2 * n_h] = keep_bias  # r, [z], n
+        dX = gru_vjp(dH, X, h0, W_xh, W_hh, b, np.zeros(k * n_h))[0]
+    return np.linalg.norm(dX[:, 0], axis=1)
