@@ -58,6 +58,10 @@ def looked_up(ids):
     return lambda E: ad.embedding(ids, E)
 
 
+def dropped(mask, p):
+    return lambda X: ad.dropout(X, mask, p)
+
+
 def cross_entropy(labels):
     return lambda z: ad.softmax_cross_entropy(z, labels)
 
@@ -115,6 +119,9 @@ CASES = {
     "attention_heads": lambda r, s: (ad.attention, [r.normal(size=(s[0], 2, 3, 2)), r.normal(size=(1, 1, s[-1] + 1, 2)), r.normal(size=(s[0], 1, s[-1] + 1, 3))]),
     "attention_causal": lambda r, s: (lambda q, k, v: ad.attention(q, k, v, causal=True), [r.normal(size=(s[0], 3, 2)), r.normal(size=(s[0], 4, 2)), r.normal(size=(s[0], 4, 3))]),
     "embedding": lambda r, s: (looked_up(r.integers(0, 4, size=s)), [r.normal(size=(4, 3))]),
+    "max_pool2d": lambda r, s: (lambda X: ad.max_pool2d(X, 3, stride=1, padding=1), [0.1 * r.permutation(s[0] * 40).reshape(s[0], 2, 4, 5)]),
+    "avg_pool2d": lambda r, s: (lambda X: ad.avg_pool2d(X, (2, 3), padding=(1, 1)), [r.normal(size=(s[0], s[-1], 4, 5))]),
+    "dropout": lambda r, s: (dropped(bp.dropout_mask(s, 0.3, r), 0.3), [r.normal(size=s)]),
 }  # fmt: skip
 
 

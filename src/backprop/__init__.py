@@ -32,9 +32,11 @@ Modules, in the order of the book:
 - :mod:`backprop.recurrent` — a tanh RNN, the LSTM and the GRU, and
   backpropagation through time;
 - :mod:`backprop.attention` — scaled dot-product attention, with a causal
-  mask.
+  mask;
+- :mod:`backprop.pooling` — max and average pooling (NCHW) and their VJPs.
 
-``embedding``/``embedding_vjp`` live in :mod:`backprop.layers`. The attention
+``embedding``/``embedding_vjp`` and ``dropout``/``dropout_vjp`` live in
+:mod:`backprop.layers`. The attention
 op is used as ``backprop.attention.attention``: exporting the function at the
 top level would hide the module of the same name.
 """
@@ -62,6 +64,9 @@ from backprop.jacobians import (
 )
 from backprop.layers import (
     ACTIVATIONS,
+    dropout,
+    dropout_mask,
+    dropout_vjp,
     embedding,
     embedding_vjp,
     linear,
@@ -90,6 +95,12 @@ from backprop.norm import (
     layer_norm,
     layer_norm_vjp,
 )
+from backprop.pooling import (
+    avg_pool2d,
+    avg_pool2d_vjp,
+    max_pool2d,
+    max_pool2d_vjp,
+)
 from backprop.recurrent import gru, gru_vjp, lstm, lstm_vjp, rnn, rnn_vjp
 
 __version__ = "0.1.0"
@@ -108,6 +119,13 @@ __all__ = [
     "layer_norm_vjp",
     "rnn",
     "rnn_vjp",
+    "max_pool2d",
+    "max_pool2d_vjp",
+    "avg_pool2d",
+    "avg_pool2d_vjp",
+    "dropout",
+    "dropout_mask",
+    "dropout_vjp",
     "lstm",
     "lstm_vjp",
     "gru",

@@ -87,6 +87,9 @@ __all__ = [
     "gru",
     "attention",
     "embedding",
+    "max_pool2d",
+    "avg_pool2d",
+    "dropout",
     "grad",
     "jvp",
 ]
@@ -721,6 +724,43 @@ def embedding(ids, W_emb) -> Tensor:
     """``layers.embedding``, the rows ``W_emb[ids]``; only W_emb gets a
     gradient."""
     return _apply("embedding", W_emb, ids=np.array(ids))
+
+
+def max_pool2d(X, kernel_size, stride=None, padding=0) -> Tensor:
+    """``pooling.max_pool2d`` (NCHW), with ``pooling.max_pool2d_vjp``."""
+    return _apply(
+        "max_pool2d",
+        X,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+    )
+
+
+def avg_pool2d(X, kernel_size, stride=None, padding=0) -> Tensor:
+    """``pooling.avg_pool2d`` (NCHW), with ``pooling.avg_pool2d_vjp``."""
+    return _apply(
+        "avg_pool2d",
+        X,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+    )
+
+
+def dropout(X, mask, p) -> Tensor:
+    """``X ⊙ D / (1 − p)`` for a given mask ``D``, with
+    ``layers.dropout_vjp``.
+
+    The engine does not draw the mask: it takes one, a constant of X's
+    shape (``layers.dropout_mask(shape, p, rng)``, or the mask that
+    ``layers.dropout`` returned). So the backward pass, a rerun for a
+    finite-difference check and forward mode all see the same mask; it
+    gets no gradient. It is stored as a read-only copy in X's dtype.
+    """
+    X_value = X.value if isinstance(X, Tensor) else np.asarray(X)
+    dtype = X_value.dtype if X_value.dtype.kind == "f" else np.float64
+    return _apply("dropout", X, mask=_frozen(mask, dtype), p=p)
 
 
 # --- conveniences ----------------------------------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from backprop import attention as attn
-from backprop import conv, layers, losses, norm, recurrent
+from backprop import conv, layers, losses, norm, pooling, recurrent
 from backprop.broadcasting import reshape_vjp, transpose_vjp
 
 __all__ = ["RULES", "JVP_RULES"]
@@ -439,6 +439,14 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "embedding": (lambda W_emb, ids: layers.embedding(ids, W_emb),
                   (lambda g, Y, W_emb, ids:
                    layers.embedding_vjp(g, ids, W_emb),)),
+    "max_pool2d": (pooling.max_pool2d,
+                  (lambda g, Y, X, **p: pooling.max_pool2d_vjp(g, X, **p),)),
+    "avg_pool2d": (pooling.avg_pool2d,
+                  (lambda g, Y, X, **p: pooling.avg_pool2d_vjp(g, X, **p),)),
+    # X ⊙ D/(1 − p) for a constant mask D: diagonal, so it is its own VJP
+    "dropout":   (lambda X, mask, p: layers.dropout_vjp(X, mask, p),
+                  (lambda g, Y, X, mask, p:
+                   layers.dropout_vjp(g, mask, p),)),
 }  # fmt: skip
 
 # Forward mode: the tangent of the output. One function per input,
@@ -489,4 +497,8 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "gru":       _gru_jvp,
     "attention": _attention_jvp,
     "embedding": (lambda t, Y, W_emb, ids: layers.embedding(ids, t),),
+    # a selection's tangent is the same selection; the others are linear
+    "max_pool2d": (lambda t, Y, X, **p: pooling._max_pool2d_jvp(t, X, **p),),
+    "avg_pool2d": (lambda t, Y, X, **p: pooling.avg_pool2d(t, **p),),
+    "dropout":   (lambda t, Y, X, mask, p: layers.dropout_vjp(t, mask, p),),
 }  # fmt: skip

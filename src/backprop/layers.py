@@ -37,6 +37,9 @@ __all__ = [
     "ACTIVATIONS",
     "embedding",
     "embedding_vjp",
+    "dropout_mask",
+    "dropout",
+    "dropout_vjp",
 ]
 
 
@@ -255,3 +258,73 @@ def embedding_vjp(dY, ids, W_emb) -> np.ndarray:
     dW_emb = np.zeros_like(W_emb)
     np.add.at(dW_emb, ids, dY)
     return dW_emb
+
+
+# Dropout: a random 0/1 mask and a scale (inverted dropout, training mode).
+# For a fixed mask the layer is linear and diagonal, so its VJP is itself
+# (eqs. ``pd-dropout``, ``pd-dropout-grad``).
+
+
+def _check_p(p) -> float:
+    """A drop probability: a real number in [0, 1)."""
+    number = isinstance(p, int | float | np.integer | np.floating)
+    if isinstance(p, bool) or not number or not 0 <= p < 1:
+        why = " (p = 1 drops everything and divides by 0)" if p == 1 else ""
+        raise ValueError(
+            "p, the probability of dropping an entry, must be a number in "
+            f"[0, 1){why}; got {p!r}"
+        )
+    return float(p)
+
+
+def dropout_mask(shape, p, rng, dtype=np.float64) -> np.ndarray:
+    """A mask ``D`` of zeros and ones, each entry 0 with probability ``p``.
+
+    shape: the shape of the input.  p: in [0, 1).  rng: a
+    ``np.random.Generator``.  dtype: the input's. ``D = [u ≥ p]`` for
+    ``u`` uniform on [0, 1): every entry is kept, independently, with
+    probability ``1 − p`` (PyTorch's ``bernoulli(1 − p)``).
+    """
+    p = _check_p(p)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            "rng must be a np.random.Generator (np.random.default_rng(seed)"
+            f"); got {type(rng).__name__}"
+        )
+    return (rng.random(shape) >= p).astype(dtype)
+
+
+def dropout(X, p, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted dropout: ``Y = X ⊙ D / (1 − p)``  (eq. ``pd-dropout``).
+
+    X: any shape.  p: the probability of dropping an entry, in [0, 1);
+    ``p = 0`` gives ``Y = X``.  rng: a ``np.random.Generator``, which draws
+    the mask (:func:`dropout_mask`). Returns ``(Y, mask)``, both of X's
+    shape and dtype; ``mask`` holds 0 and 1. Dividing by ``1 − p`` keeps
+    the expected value, ``E[Y] = X``, as in ``F.dropout(X, p,
+    training=True)``.
+    """
+    X = as_real_array("X", X)
+    mask = dropout_mask(X.shape, p, rng, X.dtype)
+    return X * mask / X.dtype.type(1 - _check_p(p)), mask
+
+
+def dropout_vjp(dY, mask, p) -> np.ndarray:
+    """``dX = dY ⊙ D / (1 − p)``  (eq. ``pd-dropout-grad``).
+
+    dY: ∂E/∂Y.  mask: the ``D`` that :func:`dropout` returned, of dY's
+    shape, zeros and ones.  p: the forward's. Returns dX, of dY's shape
+    and dtype: the gradient goes through the kept entries, scaled as the
+    forward scaled them, and is zero at the dropped ones.
+    """
+    dY = as_real_array("dY", dY)
+    mask = as_real_array("mask", mask)
+    check_same_shape("mask", mask, "dY", dY)
+    other = mask[(mask != 0) & (mask != 1)]
+    if other.size:
+        raise ValueError(
+            "mask must hold only zeros and ones (the mask dropout returned)"
+            f"; got values such as {other[0].item()!r}"
+        )
+    scale = dY.dtype.type(1 - _check_p(p))
+    return dY * mask.astype(dY.dtype, copy=False) / scale
