@@ -20,6 +20,8 @@ from measures import fd_error
 
 import backprop as bp
 from backprop import autodiff as ad
+from backprop import transformer as tf
+from backprop.datasets import tiny_sentences
 from backprop.layers import gelu, gelu_vjp
 from backprop.transformer import (
     PARAM_KEYS,
@@ -315,3 +317,65 @@ def test_param_shapes_are_the_documented_ones():
     assert tuple(shapes) == PARAM_KEYS
     assert shapes["W_qkv"] == (24, 8) and shapes["W_1"] == (20, 8)
     assert shapes["W_2"] == (8, 20) and shapes["b_qkv"] == (24,)
+
+
+# --- the tiny language model ------------------------------------------------------------
+
+
+def test_lm_loss_gradients_match_finite_differences(rng):
+    """Every array, the tied W_emb (lookup + output layer) and W_pos included."""
+    model = tf.lm_init(5, 4, 4, 6, 2, rng)
+    ids, targets = rng.integers(0, 5, size=(2, 4)), rng.integers(0, 5, size=(2, 4))
+    E0, grads = tf.lm_loss(model, ids, targets, n_heads=2)
+    for x, gx in zip(tf.lm_leaves(model), tf.lm_leaves(grads)):
+        assert gx.shape == x.shape
+
+        def E(v, x=x):
+            saved = x.copy()
+            x[...] = v
+            try:
+                return tf.lm_loss(model, ids, targets, 2)[0]
+            finally:
+                x[...] = saved
+
+        assert fd_error(gx, E, x.copy(), terms=E0) <= TOL
+
+
+def test_tied_gradient_is_the_sum_of_both_uses(rng):
+    model = tf.lm_init(5, 4, 4, 6, 1, rng)
+    ids, targets = rng.integers(0, 5, size=(3, 4)), rng.integers(0, 5, size=(3, 4))
+    E0, grads = tf.lm_loss(model, ids, targets, 2)
+
+    def untied(W_in, W_out):
+        """The same model with a lookup table and an output layer of their own."""
+        X = W_in[ids] + model["W_pos"][:4]
+        X = tf.block(X, model["blocks"][0], 2)
+        A = bp.layer_norm(X, model["lnf_gamma"], model["lnf_beta"])
+        return bp.softmax_cross_entropy(A.reshape(12, 4) @ W_out.T, targets.ravel())[0]
+
+    W = model["W_emb"]
+    assert untied(W, W) == pytest.approx(E0, rel=1e-14)
+    d_in = bp.numerical_gradient(lambda V: untied(V, W), W)
+    d_out = bp.numerical_gradient(lambda V: untied(W, V), W)
+    assert bp.relative_error(grads["W_emb"], d_in + d_out) <= TOL
+    assert bp.relative_error(grads["W_emb"], d_out) > 1e-2  # one use is not enough
+
+
+def test_lm_refuses_bad_ids(rng):
+    model = tf.lm_init(5, 4, 4, 6, 1, rng)
+    with pytest.raises(ValueError, match=r"1 to 4 tokens per row"):
+        tf.lm_loss(model, np.zeros((2, 5), int), np.zeros((2, 5), int), 2)
+    with pytest.raises(ValueError, match=r"2-D \(B, T\) array of integers"):
+        tf.lm_loss(model, np.zeros(3, int), np.zeros(3, int), 2)
+
+
+def test_tiny_sentences_follow_the_grammar():
+    text = tiny_sentences(50, seed=3)
+    assert text == tiny_sentences(50, seed=3) and text.endswith(".\n")
+    lines = text.splitlines()
+    assert len(lines) == 50
+    for line in lines:
+        words = line.rstrip(".").split()
+        assert len(words) == 5
+        plural = words[0] == "two"
+        assert words[2].endswith("s") != plural

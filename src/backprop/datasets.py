@@ -6,7 +6,7 @@ import numpy as np
 
 from backprop._checks import positive_int
 
-__all__ = ["spirals", "blobs"]
+__all__ = ["spirals", "blobs", "tiny_sentences"]
 
 
 def _non_negative(name: str, value) -> float:
@@ -79,3 +79,34 @@ def blobs(
     y = np.repeat(np.arange(n_classes), n_per_class)
     X = centres[y] + spread * rng.normal(size=(y.size, n_features))
     return X, y
+
+
+def tiny_sentences(n_lines: int = 300, seed: int = 0) -> str:
+    """Lines of a tiny English grammar, for a character-level language model.
+
+    Each line is ``subject verb object.``: the subject one of ``a cat``,
+    ``the dog``, ``two cats``, ``two dogs``; the verb ``sees``, ``eats`` or
+    ``likes``, without its ``s`` after a plural subject (``two cats see``);
+    the object ``a fish``, ``the ball`` or ``two hats``. Words are drawn
+    uniformly; the verb must agree with a subject a few characters back.
+
+    Returns the lines joined by ``"\\n"``, with a final ``"\\n"``. The same
+    seed always gives the same text.
+    """
+    n_lines = positive_int("n_lines", n_lines)
+    rng = np.random.default_rng(seed)
+    # (subject, 1 if plural)
+    subjects = [
+        ("a cat", 0),
+        ("the dog", 0),
+        ("two cats", 1),
+        ("two dogs", 1),
+    ]
+    verbs = [("sees", "see"), ("eats", "eat"), ("likes", "like")]
+    objects = ["a fish", "the ball", "two hats"]
+    lines = []
+    for _ in range(n_lines):
+        subject, plural = subjects[rng.integers(len(subjects))]
+        verb = verbs[rng.integers(len(verbs))][plural]
+        lines.append(f"{subject} {verb} {objects[rng.integers(3)]}.")
+    return "\n".join(lines) + "\n"

@@ -31,7 +31,15 @@ import numpy as np
 
 from backprop._checks import as_real_array, check_same_shape, positive_int
 from backprop.attention import attention, attention_vjp
-from backprop.layers import gelu, gelu_vjp, linear, linear_vjp
+from backprop.layers import (
+    embedding,
+    embedding_vjp,
+    gelu,
+    gelu_vjp,
+    linear,
+    linear_vjp,
+)
+from backprop.losses import softmax_cross_entropy
 from backprop.norm import layer_norm, layer_norm_vjp
 
 __all__ = [
@@ -45,6 +53,10 @@ __all__ = [
     "block",
     "block_vjp",
     "block_autodiff",
+    "lm_init",
+    "lm_leaves",
+    "lm_loss",
+    "lm_generate",
 ]
 
 #: The keys of a block's parameters, in the order of the forward pass.
@@ -339,3 +351,116 @@ def block_autodiff(X, params, n_heads: int, causal: bool = True):
     A2 = ad.layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
     G1 = ad.gelu(lin(A2, p["W_1"], p["b_1"]))
     return X1 + lin(G1, p["W_2"], p["b_2"])
+
+
+# --- a tiny causal language model ------------------------------------------
+
+
+def lm_init(
+    n_vocab: int,
+    T: int,
+    n_emb: int,
+    n_ff: int,
+    n_layers: int,
+    rng: np.random.Generator,
+) -> dict:
+    """A language model's parameters: token table ``W_emb``
+    (n_vocab, n_emb), also the output layer (tied); positions ``W_pos``
+    (T, n_emb); ``blocks``, a list of ``n_layers`` block parameter dicts;
+    the final layer norm's ``lnf_gamma``, ``lnf_beta`` (n_emb,). The
+    residual branches' output weights ``W_o``, ``W_2`` start at half size.
+    """
+    n_vocab, T = positive_int("n_vocab", n_vocab), positive_int("T", T)
+    n_layers = positive_int("n_layers", n_layers)
+    blocks = [init_params(n_emb, n_ff, rng) for _ in range(n_layers)]
+    for p in blocks:
+        p["W_o"], p["W_2"] = 0.5 * p["W_o"], 0.5 * p["W_2"]
+    return {
+        "W_emb": 0.3 * rng.normal(size=(n_vocab, n_emb)),
+        "W_pos": 0.1 * rng.normal(size=(T, n_emb)),
+        "blocks": blocks,
+        "lnf_gamma": np.ones(n_emb),
+        "lnf_beta": np.zeros(n_emb),
+    }
+
+
+def lm_leaves(model: dict) -> list[np.ndarray]:
+    """Every array of a model (or of its gradients), in a fixed order."""
+    out = [model[k] for k in ("W_emb", "W_pos", "lnf_gamma", "lnf_beta")]
+    for p in model["blocks"]:
+        out += [p[k] for k in PARAM_KEYS]
+    return out
+
+
+def _check_ids(ids, model: dict) -> np.ndarray:
+    ids = np.asarray(ids)
+    T_max = model["W_pos"].shape[0]
+    if ids.dtype.kind not in "iu" or ids.ndim != 2:
+        raise ValueError(
+            "ids must be a 2-D (B, T) array of integers; got dtype "
+            f"{ids.dtype}, shape {ids.shape}"
+        )
+    if not 1 <= ids.shape[1] <= T_max:
+        raise ValueError(
+            f"ids must have 1 to {T_max} tokens per row (W_pos has "
+            f"{T_max} rows); got shape {ids.shape}"
+        )
+    return ids
+
+
+def lm_loss(model: dict, ids, targets, n_heads: int) -> tuple[float, dict]:
+    """Mean next-token cross-entropy and its gradients, by hand
+    (eqs. ``tb-lm``, ``tb-tied``).
+
+    ids, targets: (B, T) integers; ``targets[r, t]`` is the token after
+    ``ids[r, t]``. Forward: ``X0 = W_emb[ids] + W_pos[:T]``, the blocks
+    (causal), ``A = LN_f(X_L)``, logits ``A W_embᵀ``. Returns ``(E,
+    grads)``, ``grads`` shaped like ``model``. ``W_emb`` is used twice
+    (lookup and output layer): its gradient is the sum of the two.
+    """
+    ids = _check_ids(ids, model)
+    B, T = ids.shape
+    W_emb, n = model["W_emb"], model["W_emb"].shape[1]
+    X = embedding(ids, W_emb) + model["W_pos"][:T]  # W_pos broadcast over B
+    caches = []
+    for p in model["blocks"]:
+        X, cache = block_forward(X, p, n_heads, causal=True)
+        caches.append(cache)
+    A = layer_norm(X, model["lnf_gamma"], model["lnf_beta"], EPS)
+    logits = A.reshape(B * T, n) @ W_emb.T
+    E, dlogits = softmax_cross_entropy(logits, np.reshape(targets, -1))
+    g: dict = {}
+    dA = (dlogits @ W_emb).reshape(B, T, n)
+    dW_out = dlogits.T @ A.reshape(B * T, n)  # W_emb as the output layer
+    dX, g["lnf_gamma"], g["lnf_beta"] = layer_norm_vjp(
+        dA, X, model["lnf_gamma"], EPS
+    )
+    g["blocks"] = [None] * len(caches)
+    for i in reversed(range(len(caches))):
+        dX, g["blocks"][i] = block_backward(dX, caches[i])
+    g["W_pos"] = np.zeros_like(model["W_pos"])
+    g["W_pos"][:T] = dX.sum(axis=0)  # adjoint of the broadcast over B
+    g["W_emb"] = embedding_vjp(dX, ids, W_emb) + dW_out  # fan-out: a sum
+    return E, g
+
+
+def lm_generate(
+    model: dict, prompt, n_new: int, n_heads: int, stop=None
+) -> list[int]:
+    """Greedy decoding: append the most likely next token ``n_new`` times
+    (or until ``stop``), the context cut to the last ``T`` tokens.
+
+    prompt: a sequence of token ids. Returns the prompt and the new ids.
+    """
+    out = [int(i) for i in prompt]
+    T_max = model["W_pos"].shape[0]
+    for _ in range(positive_int("n_new", n_new)):
+        ids = _check_ids(np.array(out[-T_max:])[None, :], model)
+        X = embedding(ids, model["W_emb"]) + model["W_pos"][: ids.shape[1]]
+        for p in model["blocks"]:
+            X = block(X, p, n_heads, causal=True)
+        a = layer_norm(X[:, -1], model["lnf_gamma"], model["lnf_beta"], EPS)
+        out.append(int(np.argmax(a @ model["W_emb"].T)))
+        if out[-1] == stop:
+            break
+    return out
