@@ -33,7 +33,9 @@ Modules, in the order of the book:
   backpropagation through time;
 - :mod:`backprop.attention` — scaled dot-product attention, with a causal
   mask;
-- :mod:`backprop.pooling` — max and average pooling (NCHW) and their VJPs.
+- :mod:`backprop.pooling` — max and average pooling (NCHW) and their VJPs;
+- :mod:`backprop.transformer` — a pre-LN transformer block, its backward
+  pass written out by hand, and a tiny causal language model.
 
 ``embedding``/``embedding_vjp`` and ``dropout``/``dropout_vjp`` live in
 :mod:`backprop.layers`. The attention
