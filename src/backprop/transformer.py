@@ -3,14 +3,14 @@
 For tokens ``X`` (B, T, n_emb), the block is (eqs. ``tb-forward``,
 ``tb-mha``, ``tb-mlp``)::
 
-    A1 = LN1(X)                              (B, T, n_emb)
-    [Q | K | V] = A1 W_qkvᵀ + b_qkv          (B, T, 3 n_emb), split in 3
-    Qh, Kh, Vh = heads(Q), heads(K), heads(V)  (B, n_heads, T, d_k)
-    Oh = attention(Qh, Kh, Vh, causal)       (B, n_heads, T, d_k)
-    X1 = X + merge(Oh) W_oᵀ + b_o            (B, T, n_emb)
-    A2 = LN2(X1)
-    Z1 = A2 W_1ᵀ + b_1,   G1 = gelu(Z1)      (B, T, n_ff)
-    Y = X1 + G1 W_2ᵀ + b_2                   (B, T, n_emb)
+    A_att = LN1(X)                               (B, T, n_emb)
+    [Q | K | V] = A_att W_qkvᵀ + b_qkv           (B, T, 3 n_emb), split in 3
+    Qh, Kh, Vh = heads(Q), heads(K), heads(V)    (B, n_heads, T, d_k)
+    Oh = attention(Qh, Kh, Vh, causal)           (B, n_heads, T, d_k)
+    X1 = X + merge(Oh) W_oᵀ + b_o                (B, T, n_emb)
+    A_mlp = LN2(X1)                              (B, T, n_emb)
+    Z = A_mlp W_1ᵀ + b_1,   Ap = gelu(Z)         (B, T, n_ff)
+    Y = X1 + Ap W_2ᵀ + b_2                       (B, T, n_emb)
 
 ``heads`` is PyTorch's ``view(B, T, n_heads, d_k).transpose(1, 2)`` and
 ``merge`` its inverse, ``transpose(1, 2).reshape(B, T, n_emb)``; each is the
@@ -225,7 +225,7 @@ def block_forward(
     the shapes :func:`param_shapes` gives.  n_heads: divides n_emb.  causal:
     token ``t`` attends to tokens ``≤ t`` only. Returns ``(Y, cache)``, Y:
     (B, T, n_emb); ``cache`` holds the checked arguments and the
-    intermediate arrays ``X, A1, Qh, Kh, Vh, O, X1, A2, Z1, G1`` (the
+    intermediate arrays ``X, A_att, Qh, Kh, Vh, O, X1, A_mlp, Z, Ap`` (the
     attention weights are not kept: ``attention_vjp`` recomputes them).
     """
     X = _check_tokens("X", X)
@@ -235,20 +235,21 @@ def block_forward(
         raise ValueError(f"causal must be True or False; got {causal!r}")
     p = _check_params(params, n)
     # attention sublayer
-    A1 = layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
-    QKV = _lin(A1, p["W_qkv"], p["b_qkv"])  # (B, T, 3n)
+    A_att = layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
+    QKV = _lin(A_att, p["W_qkv"], p["b_qkv"])  # (B, T, 3n)
     Q, K, V = QKV[..., :n], QKV[..., n : 2 * n], QKV[..., 2 * n :]
-    Qh, Kh, Vh = (split_heads(Z, n_heads) for Z in (Q, K, V))
+    Qh, Kh, Vh = (split_heads(M, n_heads) for M in (Q, K, V))
     O = merge_heads(attention(Qh, Kh, Vh, causal=bool(causal)))
     X1 = X + _lin(O, p["W_o"], p["b_o"])  # residual
     # MLP sublayer
-    A2 = layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
-    Z1 = _lin(A2, p["W_1"], p["b_1"])  # (B, T, n_ff)
-    G1 = gelu(Z1)
-    Y = X1 + _lin(G1, p["W_2"], p["b_2"])  # residual
+    A_mlp = layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
+    Z = _lin(A_mlp, p["W_1"], p["b_1"])  # (B, T, n_ff)
+    Ap = gelu(Z)
+    Y = X1 + _lin(Ap, p["W_2"], p["b_2"])  # residual
     cache = dict(
         params=p, n_heads=n_heads, causal=bool(causal),
-        X=X, A1=A1, Qh=Qh, Kh=Kh, Vh=Vh, O=O, X1=X1, A2=A2, Z1=Z1, G1=G1,
+        X=X, A_att=A_att, Qh=Qh, Kh=Kh, Vh=Vh, O=O,
+        X1=X1, A_mlp=A_mlp, Z=Z, Ap=Ap,
     )  # fmt: skip
     return Y, cache
 
@@ -267,12 +268,12 @@ def block_backward(dY, cache: dict) -> tuple[np.ndarray, dict]:
     check_same_shape("dY", dY, "X", X)
     n = X.shape[-1]
     d = {}
-    # Y = X1 + G1 W_2ᵀ + b_2: X1 fans out to the residual and to LN2
-    dG1, d["W_2"], d["b_2"] = _lin_vjp(dY, c["G1"], p["W_2"])
-    dZ1 = gelu_vjp(dG1, c["Z1"])
-    dA2, d["W_1"], d["b_1"] = _lin_vjp(dZ1, c["A2"], p["W_1"])
+    # Y = X1 + Ap W_2ᵀ + b_2: X1 fans out to the residual and to LN2
+    dAp, d["W_2"], d["b_2"] = _lin_vjp(dY, c["Ap"], p["W_2"])
+    dZ = gelu_vjp(dAp, c["Z"])
+    dA_mlp, d["W_1"], d["b_1"] = _lin_vjp(dZ, c["A_mlp"], p["W_1"])
     dX1_ln, d["ln2_gamma"], d["ln2_beta"] = layer_norm_vjp(
-        dA2, c["X1"], p["ln2_gamma"], EPS
+        dA_mlp, c["X1"], p["ln2_gamma"], EPS
     )
     dX1 = dY + dX1_ln  # the two uses of X1 add (fan-out)
     # X1 = X + merge(Oh) W_oᵀ + b_o
@@ -284,9 +285,9 @@ def block_backward(dY, cache: dict) -> tuple[np.ndarray, dict]:
     # adjoint of heads(·) is merge; adjoint of the split is concatenation
     dQKV = np.concatenate([merge_heads(G) for G in (dQh, dKh, dVh)], -1)
     assert dQKV.shape[-1] == 3 * n
-    dA1, d["W_qkv"], d["b_qkv"] = _lin_vjp(dQKV, c["A1"], p["W_qkv"])
+    dA_att, d["W_qkv"], d["b_qkv"] = _lin_vjp(dQKV, c["A_att"], p["W_qkv"])
     dX_ln, d["ln1_gamma"], d["ln1_beta"] = layer_norm_vjp(
-        dA1, X, p["ln1_gamma"], EPS
+        dA_att, X, p["ln1_gamma"], EPS
     )
     dX = dX1 + dX_ln  # X fans out to the residual and to LN1
     return dX, {k: d[k] for k in PARAM_KEYS}
@@ -343,14 +344,14 @@ def block_autodiff(X, params, n_heads: int, causal: bool = True):
     def merge(Zh):
         return ad.reshape(ad.transpose(Zh, (0, 2, 1, 3)), (B, T, n))
 
-    A1 = ad.layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
-    QKV = lin(A1, p["W_qkv"], p["b_qkv"])
+    A_att = ad.layer_norm(X, p["ln1_gamma"], p["ln1_beta"], EPS)
+    QKV = lin(A_att, p["W_qkv"], p["b_qkv"])
     Q, K, V = (QKV[..., i * n : (i + 1) * n] for i in range(3))
     O = merge(ad.attention(heads(Q), heads(K), heads(V), causal=causal))
     X1 = X + lin(O, p["W_o"], p["b_o"])
-    A2 = ad.layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
-    G1 = ad.gelu(lin(A2, p["W_1"], p["b_1"]))
-    return X1 + lin(G1, p["W_2"], p["b_2"])
+    A_mlp = ad.layer_norm(X1, p["ln2_gamma"], p["ln2_beta"], EPS)
+    Ap = ad.gelu(lin(A_mlp, p["W_1"], p["b_1"]))
+    return X1 + lin(Ap, p["W_2"], p["b_2"])
 
 
 # --- a tiny causal language model ------------------------------------------
