@@ -49,8 +49,8 @@ __all__ = [
 ]
 
 
-def _check_rnn(X, h0, W_xh, W_hh, b):
-    """The layer's five arguments, as float arrays of consistent shapes."""
+def _check_sequence(X):
+    """X as a float (batch, time, features) array, with B and n_in."""
     X = as_real_array("X", X)
     if X.ndim != 3:
         raise ValueError(
@@ -58,6 +58,12 @@ def _check_rnn(X, h0, W_xh, W_hh, b):
             f"{X.shape}"
         )
     B, _, n_in = X.shape
+    return X, B, n_in
+
+
+def _check_rnn(X, h0, W_xh, W_hh, b):
+    """The layer's five arguments, as float arrays of consistent shapes."""
+    X, B, n_in = _check_sequence(X)
     W_hh = as_real_array("W_hh", W_hh, ndim=2)
     n_h = W_hh.shape[0]
     if W_hh.shape != (n_h, n_h):
@@ -272,13 +278,7 @@ def _check_gated(X, h0, W_xh, W_hh, biases, n_gates, c0=None):
     each bias in ``biases`` (a dict name -> array): 4 for the LSTM, 3 for
     the GRU.
     """
-    X = as_real_array("X", X)
-    if X.ndim != 3:
-        raise ValueError(
-            f"X must be 3-D (batch, time, features); got {X.ndim}-D shape "
-            f"{X.shape}"
-        )
-    B, _, n_in = X.shape
+    X, B, n_in = _check_sequence(X)
     W_hh = as_real_array("W_hh", W_hh, ndim=2)
     rows, n_h = W_hh.shape
     if rows != n_gates * n_h:
