@@ -170,25 +170,31 @@ def gelu(Z) -> np.ndarray:
     """GELU, tanh form, element-wise, any shape  (eq. ``tb-gelu``).
 
     ``gelu(z) = ½ z (1 + tanh(u))`` with ``u = √(2/π) (z + 0.044715 z³)``,
-    as ``torch.nn.functional.gelu(Z, approximate="tanh")``.
+    as ``torch.nn.functional.gelu(Z, approximate="tanh")``. Computed as
+    ``z σ(2u)``, the same function, because ``1 + tanh(u)`` loses every
+    digit to cancellation for large negative ``z``, where ``σ(2u)`` keeps
+    them.
     """
     Z = as_real_array("Z", Z)
     u = _GELU_C * (Z + _GELU_A * Z**3)
-    return 0.5 * Z * (1.0 + np.tanh(u))
+    return Z * sigmoid(2 * u)
 
 
 def gelu_vjp(g, Z) -> np.ndarray:
     """``g ⊙ gelu'(Z)``  (eqs. ``grad-z``, ``tb-gelu-slope``).
 
     ``gelu'(z) = ½ (1 + t) + ½ z (1 − t²) √(2/π) (1 + 3 · 0.044715 z²)``
-    with ``t = tanh(u)``. g and Z: the same shape, any shape.
+    with ``t = tanh(u)``; computed, as :func:`gelu`, with ``½ (1 + t) =
+    σ(2u)`` and ``½ (1 − t²) = 2 σ(2u) σ(−2u)``. g and Z: the same shape,
+    any shape.
     """
     Z = as_real_array("Z", Z)
     g = as_real_array("g", g)
     check_same_shape("g", g, "Z", Z)
-    t = np.tanh(_GELU_C * (Z + _GELU_A * Z**3))
+    u = _GELU_C * (Z + _GELU_A * Z**3)
+    s, s_neg = sigmoid(2 * u), sigmoid(-2 * u)
     du = _GELU_C * (1.0 + 3.0 * _GELU_A * Z**2)
-    return g * (0.5 * (1.0 + t) + 0.5 * Z * (1.0 - t * t) * du)
+    return g * (s + 2.0 * Z * s * s_neg * du)
 
 
 #: name -> (f, f_vjp), for code that picks an activation by name.
