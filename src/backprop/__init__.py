@@ -22,6 +22,8 @@ Modules, in the order of the book:
   the VJPs above;
 - :mod:`backprop.autodiff_rules` — the engine's rule tables: forward, VJPs
   and JVPs;
+- :mod:`backprop.autodiff_tensor_rules` — the VJPs in Tensor operations,
+  so that the engine differentiates twice;
 - :mod:`backprop.timing` — ``median_time``, for the chapters that measure
   costs;
 - :mod:`backprop.residual` — residual blocks and gradient norms through
@@ -36,6 +38,9 @@ Modules, in the order of the book:
 - :mod:`backprop.pooling` — max and average pooling (NCHW) and their VJPs;
 - :mod:`backprop.transformer` — a pre-LN transformer block, its backward
   pass written out by hand, and a tiny causal language model.
+- :mod:`backprop.second_order` — helpers for the Hessian-vector products
+  ``MLP.hvp`` and ``MLP.gnvp``: the structure check, power iteration, the
+  explicit Hessian for checking.
 
 ``embedding``/``embedding_vjp`` and ``dropout``/``dropout_vjp`` live in
 :mod:`backprop.layers`. The attention

@@ -24,6 +24,7 @@ import numpy as np
 from backprop._checks import as_real_array, check_batch, positive_int
 from backprop.layers import ACTIVATIONS, linear, linear_vjp
 from backprop.losses import check_labels, softmax, softmax_cross_entropy
+from backprop.second_order import activation_curvature, check_like
 
 __all__ = ["MLP"]
 
@@ -189,6 +190,115 @@ class MLP:
         A = cache[0][0]
         grads[0] = (dZ.T @ A, dZ.sum(axis=0))
         return loss, grads
+
+    # -- second order: products with the Hessian
+    # ----------------------------------
+
+    def _tangents(self, X, V):
+        """The forward pass and its tangents in direction ``V``.
+
+        Returns the logits, the cache of ``_forward``, and for each layer
+        ``Ż⁽ᵏ⁾`` and ``Ȧ⁽ᵏ⁻¹⁾`` (``None`` for the data, which do not
+        move)::
+
+            Ż⁽ᵏ⁾ = Ȧ⁽ᵏ⁻¹⁾ W⁽ᵏ⁾ᵀ + A⁽ᵏ⁻¹⁾ Ẇ⁽ᵏ⁾ᵀ + 𝟏 ḃ⁽ᵏ⁾ᵀ
+            Ȧ⁽ᵏ⁾ = f'(Z⁽ᵏ⁾) ⊙ Ż⁽ᵏ⁾
+        """
+        logits, cache = self._forward(X)
+        Zdots, Adots = [], []
+        Adot = None
+        last = len(self.params) - 1
+        for k, ((W, _), (Wdot, bdot)) in enumerate(zip(self.params, V)):
+            A, Z = cache[k]
+            Zdot = linear(A, Wdot, bdot)
+            if Adot is not None:
+                Zdot = Zdot + Adot @ W.T
+            Adots.append(Adot)
+            Zdots.append(Zdot)
+            if k < last:
+                Adot = self._f_vjp(Zdot, Z)
+        return logits, cache, Zdots, Adots
+
+    def _prepare(self, X, y, V):
+        X = self._check_inputs(X)
+        y = check_labels(y, X.shape[0], self.layer_sizes[-1])
+        V = check_like("V", V, self.params)
+        return X, y, V
+
+    @staticmethod
+    def _logit_curvature(P: np.ndarray, Zdot: np.ndarray) -> np.ndarray:
+        """``∇²_Z E`` applied to ``Ż⁽ᴸ⁾``: row r is ``(diag p − ppᵀ) ż / B``.
+
+        The tangent of ``∇_Z E = (P − Y) / B``: only ``P`` moves.
+        """
+        PZ = P * Zdot
+        return (PZ - P * PZ.sum(axis=1, keepdims=True)) / P.shape[0]
+
+    def hvp(self, X, y, V) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Hessian-vector product ``∇²E θ̇`` of the mean cross-entropy.
+
+        X: (B, n_in) inputs; y: (B,) labels; V: the direction ``θ̇``, a list
+        of ``(Ẇ, ḃ)`` with the shapes of ``params`` (a mismatch is refused,
+        naming the first). Returns a list of ``(W, b)``-shaped arrays, the
+        product, without forming the Hessian: Pearlmutter's R-operator, the
+        forward pass and the backward recursion differentiated in direction
+        ``V``. Each tangent ``Ẋ`` sits beside the quantity ``X`` it moves::
+
+            Δ⁽ᴸ⁾ = (P − Y)/B          Δ̇⁽ᴸ⁾ = (P ⊙ Ż − P ⊙ (P ⊙ Ż) 𝟏𝟏ᵀ)/B
+            G = Δ⁽ᵏ⁾ W⁽ᵏ⁾             Ġ = Δ̇⁽ᵏ⁾ W⁽ᵏ⁾ + Δ⁽ᵏ⁾ Ẇ⁽ᵏ⁾
+            Δ⁽ᵏ⁻¹⁾ = f'(Z) ⊙ G        Δ̇⁽ᵏ⁻¹⁾ = f'(Z) ⊙ Ġ + f''(Z) ⊙ Ż ⊙ G
+            ∇W = Δ⁽ᵏ⁾ᵀ A⁽ᵏ⁻¹⁾         (∇²E θ̇)_W = Δ̇⁽ᵏ⁾ᵀ A⁽ᵏ⁻¹⁾ + Δ⁽ᵏ⁾ᵀ Ȧ⁽ᵏ⁻¹⁾
+            ∇b = Δ⁽ᵏ⁾ᵀ 𝟏              (∇²E θ̇)_b = Δ̇⁽ᵏ⁾ᵀ 𝟏
+
+        with Z, Ż at layer k − 1 in the third line. Costs about two forward
+        and two backward passes.
+        """
+        X, y, V = self._prepare(X, y, V)
+        logits, cache, Zdots, Adots = self._tangents(X, V)
+        _, Delta = softmax_cross_entropy(logits, y)
+        Ddot = self._logit_curvature(softmax(logits), Zdots[-1])
+        out: list[tuple[np.ndarray, np.ndarray]]
+        out = [None] * len(self.params)  # type: ignore[list-item]
+        for k in range(len(self.params) - 1, -1, -1):
+            A, _ = cache[k]
+            W, _ = self.params[k]
+            Wdot, _ = V[k]
+            HW = Ddot.T @ A
+            if Adots[k] is not None:
+                HW = HW + Delta.T @ Adots[k]
+            out[k] = (HW, Ddot.sum(axis=0))
+            if k == 0:
+                break
+            Z_below = cache[k - 1][1]
+            G = Delta @ W
+            Gdot = Ddot @ W + Delta @ Wdot
+            curvature = activation_curvature(self.activation, Z_below)
+            Ddot = self._f_vjp(Gdot, Z_below) + curvature * Zdots[k - 1] * G
+            Delta = self._f_vjp(G, Z_below)
+        return out
+
+    def gnvp(self, X, y, V) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Gauss–Newton product ``J_zᵀ ∇²_Z E J_z θ̇`` for the logits Z.
+
+        Arguments and result as :meth:`hvp`. The direction is pushed forward
+        to the logits (``Ż⁽ᴸ⁾ = J_z θ̇``), multiplied by the loss's
+        curvature in the logits (per example ``(diag p − p pᵀ)/B``, positive
+        semi-definite), and pulled back by the ordinary backward recursion
+        (``J_zᵀ``). It is :meth:`hvp` without the terms that carry ``Δ``:
+        the curvature of the network itself is left out, so the matrix is
+        symmetric positive semi-definite.
+        """
+        X, y, V = self._prepare(X, y, V)
+        logits, cache, Zdots, _ = self._tangents(X, V)
+        Ddot = self._logit_curvature(softmax(logits), Zdots[-1])
+        out: list[tuple[np.ndarray, np.ndarray]]
+        out = [None] * len(self.params)  # type: ignore[list-item]
+        for k in range(len(self.params) - 1, -1, -1):
+            A, _ = cache[k]
+            out[k] = (Ddot.T @ A, Ddot.sum(axis=0))
+            if k > 0:
+                Ddot = self._f_vjp(Ddot @ self.params[k][0], cache[k - 1][1])
+        return out
 
     # --
     # training --------------------------------------------------------------
