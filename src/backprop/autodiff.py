@@ -34,6 +34,13 @@ Forward mode pushes a ``tangent`` along with every value,
 with :data:`JVP_RULES` (eq. ``ad-jvp``); :func:`jvp` runs it
 under :func:`no_grad`, so it records nothing.
 
+Twice: ``backward(create_graph=True)`` (and :func:`gradients`) computes each
+VJP with Tensor operations, the rules of
+:mod:`backprop.autodiff_tensor_rules`, so the backward pass is recorded too
+and the gradients it leaves are Tensors that can be differentiated again;
+:func:`hvp` builds a Hessian-vector product on it. The fused layers stay
+first-order and say so.
+
 Usage::
 
     from backprop import autodiff as ad
@@ -74,6 +81,7 @@ __all__ = [
     "mean",
     "reshape",
     "transpose",
+    "scatter_add",
     "einsum",
     "softmax",
     "softmax_cross_entropy",
@@ -92,6 +100,8 @@ __all__ = [
     "dropout",
     "grad",
     "jvp",
+    "gradients",
+    "hvp",
 ]
 
 
@@ -247,60 +257,27 @@ class Tensor:
     # -- reverse
     # mode ----------------------------------------------------------------
 
-    def backward(self, grad=None, retain_graph: bool = False) -> None:
+    def backward(
+        self,
+        grad=None,
+        retain_graph: bool = False,
+        create_graph: bool = False,
+    ) -> None:
         """Fill ``.grad`` on the leaves this tensor was computed from
         (eq. ``ad-reverse``).
 
         grad: the seed ∂E/∂(this tensor), with this tensor's shape. It may be
         left out only when this tensor holds a single number (the loss); it
         is then 1. retain_graph: keep the graph, to go through it again; by
-        default it is released as the pass goes.
+        default it is released as the pass goes. create_graph: record the
+        backward pass itself, each VJP computed with Tensor operations, so
+        that ``.grad`` is a Tensor with a graph (``requires_grad`` wherever
+        it depends on an input that requires one) and can be differentiated
+        again; it implies ``retain_graph``, as in PyTorch. A fused layer
+        (``linear`` excepted) is then refused: it is first-order only.
         """
-        if not self.requires_grad:
-            raise RuntimeError(
-                "backward() on a tensor that requires no gradient: nothing "
-                "it was computed from has requires_grad=True"
-            )
-        if grad is None:
-            if self.size != 1:
-                raise ValueError(
-                    "backward() without a seed gradient needs a single "
-                    f"number (a loss); this tensor has shape {self.shape}. "
-                    f"Pass backward(grad) with grad of shape {self.shape}, "
-                    "or reduce it first, e.g. y.sum().backward()"
-                )
-            grad = np.ones_like(self._value)
-        grad = np.asarray(grad, dtype=self.dtype)
-        if grad.shape != self.shape:
-            raise ValueError(
-                "the seed gradient must have the tensor's shape "
-                f"{self.shape}; got {grad.shape}"
-            )
-        # gradients that have arrived, not yet passed on
-        pending = {id(self): grad}
-        order = [
-            node for node in _topological_order(self) if node.requires_grad
-        ]
-        for node in reversed(order):
-            g = pending.pop(id(node))
-            # a fresh array of its own
-            if node.is_leaf or node._retains_grad:
-                node.grad = (
-                    np.array(g) if node.grad is None else node.grad + g
-                )
-            if node.is_leaf:
-                continue
-            for parent, gp in zip(node._parents, _pullback(node, g)):
-                if gp is None:  # a constant: no gradient
-                    continue
-                # used more than once: the uses add
-                if id(parent) in pending:
-                    pending[id(parent)] = pending[id(parent)] + gp
-                else:
-                    pending[id(parent)] = gp
-            # release the inputs, and the values the VJPs read
-            if not retain_graph:
-                node._parents = ()
+        seed = _seed(self, grad, create_graph)
+        _backward(self, seed, retain_graph or create_graph, create_graph)
 
     def retain_grad(self) -> None:
         """Keep ``.grad`` on this tensor too, though an operation made it."""
@@ -432,6 +409,103 @@ def _plain_index(index):
 
 
 # --- the backward pass -----------------------------------------------------
+
+
+def _seed(root: Tensor, grad, create_graph: bool):
+    """The checked seed ∂E/∂root: an array, or a Tensor for create_graph."""
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward() on a tensor that requires no gradient: nothing "
+            "it was computed from has requires_grad=True"
+        )
+    if grad is None:
+        if root.size != 1:
+            raise ValueError(
+                "backward() without a seed gradient needs a single "
+                f"number (a loss); this tensor has shape {root.shape}. "
+                f"Pass backward(grad) with grad of shape {root.shape}, "
+                "or reduce it first, e.g. y.sum().backward()"
+            )
+        grad = np.ones_like(root._value)
+    if isinstance(grad, Tensor):
+        seed = grad if create_graph else grad.value
+    else:
+        seed = np.asarray(grad, dtype=root.dtype)
+    if seed.shape != root.shape:
+        raise ValueError(
+            "the seed gradient must have the tensor's shape "
+            f"{root.shape}; got {seed.shape}"
+        )
+    if create_graph and not isinstance(seed, Tensor):
+        seed = Tensor(seed, requires_grad=False)
+    return seed
+
+
+def _backward(root, seed, retain_graph, create_graph, wanted=None):
+    """One reverse pass from ``root``, seeded with ``seed``.
+
+    With ``wanted`` (ids of tensors) the gradients of those tensors are
+    returned, by id, and no ``.grad`` is touched; otherwise the leaves (and
+    the tensors that retain it) accumulate theirs in ``.grad``. With
+    ``create_graph`` the VJPs are Tensor operations
+    (:func:`_pullback_tensor`) and the gradients are Tensors.
+    """
+    pull = _pullback_tensor if create_graph else _pullback
+    # gradients that have arrived, not yet passed on
+    pending = {id(root): seed}
+    found = {}
+    order = [node for node in _topological_order(root) if node.requires_grad]
+    for node in reversed(order):
+        g = pending.pop(id(node))
+        if wanted is not None:
+            if id(node) in wanted:
+                found[id(node)] = g
+        elif node.is_leaf or node._retains_grad:
+            # a fresh array of its own
+            if node.grad is None:
+                node.grad = g if create_graph else np.array(g)
+            else:
+                node.grad = node.grad + g
+        if node.is_leaf:
+            continue
+        for parent, gp in zip(node._parents, pull(node, g)):
+            if gp is None:  # a constant: no gradient
+                continue
+            # used more than once: the uses add
+            if id(parent) in pending:
+                pending[id(parent)] = pending[id(parent)] + gp
+            else:
+                pending[id(parent)] = gp
+        # release the inputs, and the values the VJPs read
+        if not retain_graph:
+            node._parents = ()
+    return found
+
+
+def _pullback_tensor(node: Tensor, g: Tensor) -> list[Tensor | None]:
+    """:func:`_pullback` with the VJPs in Tensor operations, recorded, so
+    that the gradient can be differentiated again."""
+    _check_saved(node)
+    rules = TENSOR_RULES.get(node._op)
+    if rules is None:
+        hint = FIRST_ORDER_HINTS.get(
+            node._op, "build it from the elementary operations"
+        )
+        raise NotImplementedError(
+            f"{node._op!r} is first-order only: {hint} to differentiate "
+            "twice (backward(create_graph=True) needs every VJP in "
+            "Tensor operations)"
+        )
+    pulled = []
+    for rule, parent in zip(rules, node._parents):
+        if not parent.requires_grad:  # a constant: no gradient
+            pulled.append(None)
+            continue
+        gp = rule(g, node, *node._parents, **node._params)
+        if gp.shape != parent.shape:  # broadcast forward: sum the copies
+            gp = _tensor_rules.unbroadcast(gp, parent.shape)
+        pulled.append(gp)
+    return pulled
 
 
 def _pullback(node: Tensor, g: np.ndarray) -> list[np.ndarray | None]:
@@ -624,6 +698,30 @@ def reshape(x, shape) -> Tensor:
     return _apply("reshape", x, shape=shape)
 
 
+def scatter_add(x, index, shape) -> Tensor:
+    """Zeros of ``shape`` with ``x`` added at ``[index]``; repeats add.
+
+    The adjoint of indexing: ``scatter_add(g, index, X.shape)`` is the VJP
+    of ``X[index]``, and the VJP of ``scatter_add`` is indexing again, so
+    a gradient through ``getitem`` can be differentiated twice. x: the
+    shape that ``np.zeros(shape)[index]`` has.
+    """
+    x = x if isinstance(x, Tensor) else Tensor(x, requires_grad=False)
+    index, shape = _plain_index(index), tuple(shape)
+    try:
+        picked = np.empty(shape)[index].shape
+    except (IndexError, TypeError, ValueError) as exc:
+        raise ValueError(
+            f"scatter_add: index does not fit shape {shape}: {exc}"
+        ) from None
+    if x.shape != picked:
+        raise ValueError(
+            f"scatter_add: an array of shape {shape} indexed so has shape "
+            f"{picked}; x has shape {x.shape}"
+        )
+    return _apply("scatter_add", x, index=index, shape=shape)
+
+
 def transpose(x, axes=None) -> Tensor:
     """Permute the axes (reverse if ``axes`` is None); ``x.T`` if 2-D."""
     return _apply("transpose", x, axes=None if axes is None else tuple(axes))
@@ -775,6 +873,161 @@ def grad(f: Callable[[Tensor], Tensor], x) -> np.ndarray:
     return np.zeros_like(x.value) if x.grad is None else x.grad
 
 
+def gradients(
+    E: Tensor,
+    inputs,
+    grad=None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+):
+    """∂E/∂x for each Tensor x of ``inputs``, as ``torch.autograd.grad``.
+
+    One reverse pass from ``E``, which leaves every ``.grad`` untouched.
+    inputs: a Tensor or a sequence of Tensors that require a gradient
+    (leaves or not). grad: the seed, as for ``backward``. create_graph:
+    record the pass (the VJPs in Tensor operations), so that the results
+    can be differentiated again; retain_graph defaults to it. Returns, in
+    the order of ``inputs`` (one result for one Tensor), numpy arrays, or
+    Tensors when ``create_graph``; an input ``E`` does not depend on gets
+    zeros (PyTorch would need ``allow_unused`` and give None).
+    """
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    for i, x in enumerate(inputs):
+        if not isinstance(x, Tensor) or not x.requires_grad:
+            got = "a constant" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"gradients: inputs[{i}] must be a Tensor that requires a "
+                f"gradient; got {got}"
+            )
+    seed = _seed(E, grad, create_graph)
+    retain = create_graph if retain_graph is None else retain_graph
+    found = _backward(
+        E, seed, retain, create_graph, wanted={id(x) for x in inputs}
+    )
+    results = []
+    for x in inputs:
+        g = found.get(id(x))
+        if g is None:
+            g = np.zeros_like(x.value)
+            g = Tensor(g, requires_grad=False) if create_graph else g
+        elif not create_graph:
+            g = np.array(g)
+        results.append(g)
+    return results[0] if single else results
+
+
+def hvp(f: Callable, params, V, mode: str = "reverse"):
+    """The Hessian of a scalar ``f`` at ``params`` times ``V``, ``H V``,
+    with no Hessian formed.
+
+    params: an array, or a list/tuple (nested) of arrays, e.g. an MLP's
+    ``[(W, b), ...]``. f: called once with the same structure of Tensors,
+    returns a Tensor of one number, e.g. a loss. V: the direction, with the
+    structure and shapes of ``params``. mode:
+
+    - ``"reverse"``: reverse-over-reverse. ``g = ∇f`` by a recorded
+      backward pass (``create_graph``), then the gradient of ``⟨g, V⟩``,
+      ``d(∇f)[V] = H V``, by an ordinary one.
+    - ``"forward"``: forward-over-reverse. The forward pass carries the
+      tangent ``V``, the backward pass is computed with Tensor operations
+      (recording nothing) and carries it on: the tangent of ``g`` is
+      ``H V``.
+
+    Returns ``H V`` in the structure of ``params`` (numpy arrays).
+    """
+    flat, rebuild = _flatten(params, "params")
+    directions = _matching(V, params)
+    if mode == "reverse":
+        xs = [Tensor(p) for p in flat]
+        E = f(rebuild(xs))
+        gs = gradients(E, xs, create_graph=True)
+        inner = _dot(gs, directions)
+        if not inner.requires_grad:  # ∇f does not depend on params
+            return rebuild([np.zeros_like(x.value) for x in xs])
+        return rebuild(gradients(inner, xs))
+    if mode == "forward":
+        xs = [Tensor(p, tangent=v) for p, v in zip(flat, directions)]
+        E = f(rebuild(xs))
+        with no_grad():
+            gs = gradients(E, xs, create_graph=True)
+        return rebuild(
+            [
+                np.zeros_like(x.value) if g.tangent is None else g.tangent
+                for x, g in zip(xs, gs)
+            ]
+        )
+    raise ValueError(f'mode must be "reverse" or "forward"; got {mode!r}')
+
+
+def _dot(gs, vs) -> Tensor:
+    """``⟨g, v⟩`` summed over the pairs: a Tensor of one number."""
+    total = sum(gs[0] * vs[0])
+    for g, v in zip(gs[1:], vs[1:]):
+        total = total + sum(g * v)
+    return total
+
+
+def _flatten(tree, name: str):
+    """The arrays of a nested list/tuple, and a function that puts a list
+    of the same length back into the structure."""
+    leaves = []
+
+    def walk(t):
+        if isinstance(t, list | tuple):
+            for s in t:
+                walk(s)
+        else:
+            leaves.append(t.value if isinstance(t, Tensor) else t)
+
+    walk(tree)
+
+    def rebuild(values):
+        it = iter(values)
+
+        def build(t):
+            if isinstance(t, list | tuple):
+                return type(t)(build(s) for s in t)
+            return next(it)
+
+        return build(tree)
+
+    return leaves, rebuild
+
+
+def _matching(V, params, path: str = "") -> list[np.ndarray]:
+    """The arrays of ``V``, refused at its first difference from
+    ``params`` in structure or shape; each in its parameter's dtype."""
+    if isinstance(params, list | tuple):
+        if not isinstance(V, list | tuple) or len(V) != len(params):
+            what = (
+                f"{len(V)} entries"
+                if isinstance(V, list | tuple)
+                else f"an array of shape {np.shape(V)}"
+            )
+            raise ValueError(
+                f"V{path} is {what} but params{path} has {len(params)} "
+                "entries: V must have the structure of params"
+            )
+        return [
+            a
+            for i, (v, p) in enumerate(zip(V, params))
+            for a in _matching(v, p, f"{path}[{i}]")
+        ]
+    p = params.value if isinstance(params, Tensor) else np.asarray(params)
+    if isinstance(V, list | tuple) or np.shape(V) != p.shape:
+        what = (
+            f"a list of {len(V)}"
+            if isinstance(V, list | tuple)
+            else f"shape {np.shape(V)}"
+        )
+        raise ValueError(
+            f"V{path} has {what} but params{path} has shape {p.shape}"
+        )
+    dtype = p.dtype if p.dtype.kind == "f" else np.float64
+    return [np.asarray(V, dtype=dtype)]
+
+
 def jvp(
     f: Callable[..., Tensor], inputs, tangents
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -799,3 +1052,11 @@ def jvp(
         np.zeros_like(out.value) if out.tangent is None else out.tangent
     )
     return np.array(out.value), tangent
+
+
+# the Tensor rules call the operations above
+from backprop import autodiff_tensor_rules as _tensor_rules  # noqa: E402
+from backprop.autodiff_tensor_rules import (  # noqa: E402
+    FIRST_ORDER_HINTS,
+    TENSOR_RULES,
+)

@@ -90,9 +90,15 @@ def _matmul_vjp_b(g, C, A, B):
 
 def _getitem_vjp(g, out, x, index):
     """Indexing picks entries; its adjoint adds ``g`` back where it took."""
-    dx = np.zeros(x.shape, dtype=np.result_type(g, x))
-    np.add.at(dx, index, g)
-    return dx
+    return _scatter_add(g, index, x.shape, np.result_type(g, x))
+
+
+def _scatter_add(x, index, shape, dtype=None):
+    """Zeros of ``shape`` with ``x`` added where ``[index]`` reads; repeated
+    entries add (``np.add.at``). The adjoint of indexing, and linear."""
+    out = np.zeros(shape, dtype=x.dtype if dtype is None else dtype)
+    np.add.at(out, index, x)
+    return out
 
 
 def _sigmoid(x):
@@ -397,6 +403,9 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
                                (lambda g, y, x, axes=None:
                                 transpose_vjp(g, axes),)),
     "getitem":   (lambda x, index: x[index], (_getitem_vjp,)),
+    # the adjoint of getitem, so that its VJP can be differentiated again
+    "scatter_add": (_scatter_add,
+                  (lambda g, y, x, index, shape: g[index],)),
     "einsum":    (lambda *xs, spec: np.einsum(spec, *xs),
                   lambda g, z, *xs, needs, spec:
                   _einsum_vjp(g, spec, xs, needs)),
@@ -474,6 +483,8 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "reshape":   (lambda t, y, x, shape: np.reshape(t, shape),),
     "transpose": (lambda t, y, x, axes=None: np.transpose(t, axes),),
     "getitem":   (lambda t, y, x, index: t[index],),
+    "scatter_add": (lambda t, y, x, index, shape:
+                  _scatter_add(t, index, shape),),
     "einsum":    lambda ts, z, *xs, spec: sum(_einsum_jvp(ts, spec, xs)),
     # its Jacobian is symmetric
     "softmax":   (lambda t, y, x: attn.softmax_rows_vjp(t, y),),
