@@ -127,6 +127,8 @@ CASES = {
     "max_pool2d": lambda r, s: (lambda X: ad.max_pool2d(X, 3, stride=1, padding=1), [0.1 * r.permutation(s[0] * 40).reshape(s[0], 2, 4, 5)]),
     "avg_pool2d": lambda r, s: (lambda X: ad.avg_pool2d(X, (2, 3), padding=(1, 1)), [r.normal(size=(s[0], s[-1], 4, 5))]),
     "dropout": lambda r, s: (dropped(bp.dropout_mask(s, 0.3, r), 0.3), [r.normal(size=s)]),
+    "solve": lambda r, s: (ad.solve, [r.normal(size=(s[0] + 1,) * 2) + 3 * np.eye(s[0] + 1), r.normal(size=(s[0] + 1, s[-1]))]),
+    "solve_vector": lambda r, s: (ad.solve, [r.normal(size=(s[-1], s[-1])) + 3 * np.eye(s[-1]), r.normal(size=s[-1])]),
 }  # fmt: skip
 
 

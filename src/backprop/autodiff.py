@@ -98,6 +98,7 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "dropout",
+    "solve",
     "grad",
     "jvp",
     "gradients",
@@ -859,6 +860,12 @@ def dropout(X, mask, p) -> Tensor:
     X_value = X.value if isinstance(X, Tensor) else np.asarray(X)
     dtype = X_value.dtype if X_value.dtype.kind == "f" else np.float64
     return _apply("dropout", X, mask=_frozen(mask, dtype), p=p)
+
+
+def solve(A, b) -> Tensor:
+    """``implicit.solve``, ``x = A⁻¹ b`` (b (n,) or (n, k)), with
+    ``implicit.solve_vjp``."""
+    return _apply("solve", A, b)
 
 
 # --- conveniences ----------------------------------------------------------

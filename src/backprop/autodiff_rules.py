@@ -27,7 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from backprop import attention as attn
-from backprop import conv, layers, losses, norm, pooling, recurrent
+from backprop import conv, implicit, layers, losses, norm, pooling, recurrent
 from backprop.broadcasting import reshape_vjp, transpose_vjp
 
 __all__ = ["RULES", "JVP_RULES"]
@@ -456,6 +456,9 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "dropout":   (lambda X, mask, p: layers.dropout_vjp(X, mask, p),
                   (lambda g, Y, X, mask, p:
                    layers.dropout_vjp(g, mask, p),)),
+    # x = A⁻¹ b: one solve with Aᵀ, the forward's x reused
+    "solve":     (implicit.solve,
+                  lambda g, x, A, b, needs: implicit.solve_vjp(g, A, b, x)),
 }  # fmt: skip
 
 # Forward mode: the tangent of the output. One function per input,
@@ -512,4 +515,5 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "max_pool2d": (lambda t, Y, X, **p: pooling._max_pool2d_jvp(t, X, **p),),
     "avg_pool2d": (lambda t, Y, X, **p: pooling.avg_pool2d(t, **p),),
     "dropout":   (lambda t, Y, X, mask, p: layers.dropout_vjp(t, mask, p),),
+    "solve":     implicit._solve_jvp,
 }  # fmt: skip
