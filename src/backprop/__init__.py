@@ -40,7 +40,10 @@ Modules, in the order of the book:
   pass written out by hand, and a tiny causal language model.
 - :mod:`backprop.second_order` — helpers for the Hessian-vector products
   ``MLP.hvp`` and ``MLP.gnvp``: the structure check, power iteration, the
-  explicit Hessian for checking.
+  explicit Hessian for checking;
+- :mod:`backprop.implicit` — a linear solve, a fixed point and the optimum
+  of ridge regression, differentiated through the equation that defines
+  them (the implicit function theorem).
 
 ``embedding``/``embedding_vjp`` and ``dropout``/``dropout_vjp`` live in
 :mod:`backprop.layers`. The attention
