@@ -367,6 +367,20 @@ def mlp_loss(X, y, activation="tanh"):
     return E
 
 
+@pytest.mark.parametrize("mode", ["reverse", "forward"])
+@pytest.mark.parametrize("activation", ["tanh", "sigmoid", "relu"])
+def test_engine_hvp_agrees_with_the_hand_written_r_operator(activation, mode, rng):
+    """The engine's H·V of the MLP loss is ``MLP.hvp``'s, derived by hand (issue 14)."""
+    X, y = bp.spirals(40, 3, seed=1)
+    net = bp.MLP([2, 16, 16, 3], activation, seed=2)
+    V = [(rng.normal(size=W.shape), rng.normal(size=b.shape)) for W, b in net.params]
+    engine = ad.hvp(mlp_loss(X, y, activation), net.params, V, mode)
+    by_hand = net.hvp(X, y, V)
+    for (eW, eb), (hW, hb) in zip(engine, by_hand):
+        assert bp.relative_error(eW, hW) <= 1e-10
+        assert bp.relative_error(eb, hb) <= 1e-10
+
+
 def test_hvp_keeps_the_structure_of_params_and_leaves_them_alone(rng):
     X, y = bp.spirals(10, 3, seed=1)
     net = bp.MLP([2, 5, 3], "tanh", seed=2)

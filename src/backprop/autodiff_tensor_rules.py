@@ -20,11 +20,13 @@ Tensor operations too). The fused layers (``layer_norm``, ``conv2d``,
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Callable
 
 import numpy as np
 
 from backprop import autodiff as ad
+from backprop.autodiff_rules import _einsum_parts
 from backprop.layers import _GELU_A, _GELU_C
 
 __all__ = [
@@ -163,6 +165,55 @@ def _gelu_vjp(g, y, Z):
     return g * (s + 2.0 * Z * s * s_neg * du)
 
 
+def _einsum_vjp_i(i):
+    """The VJP of operand ``i`` of an einsum: ``g`` contracted with every
+    other operand, another einsum (as ``autodiff_rules._einsum_vjp``).
+
+    Letters only operand ``i`` has were summed away: ``g`` is copied along
+    them (a product with ones). A repeated letter (``ii``) lies on a
+    diagonal: each repeat gets a letter of its own, tied to the first by a
+    Kronecker delta, an identity matrix.
+    """
+
+    def vjp(g, out, *xs, spec):
+        subs, result = _einsum_parts(spec, [x.shape for x in xs])
+        sizes = {
+            c: n
+            for s, x in zip(subs, xs)
+            for c, n in zip(s, x.shape)
+            if n != 1
+        }
+        s = subs[i]
+        terms, operands = [result], [g]
+        for j, (sj, xj) in enumerate(zip(subs, xs)):
+            if j != i:
+                terms.append(sj)
+                operands.append(
+                    broadcast_to(xj, [sizes.get(c, 1) for c in sj])
+                )
+        seen = set("".join(terms))
+        only_here = "".join(c for c in dict.fromkeys(s) if c not in seen)
+        if only_here:
+            terms.append(only_here)
+            operands.append(
+                np.ones([sizes.get(c, 1) for c in only_here], g.dtype)
+            )
+        free = (c for c in string.ascii_letters if c not in spec + result)
+        target, firsts = "", set()
+        for c in s:
+            if c in firsts:  # a repeat: a new letter, δ-tied to c
+                new = next(free)
+                terms.append(c + new)
+                operands.append(np.eye(sizes.get(c, 1), dtype=g.dtype))
+                target += new
+            else:
+                firsts.add(c)
+                target += c
+        return ad.einsum(",".join(terms) + "->" + target, *operands)
+
+    return vjp
+
+
 # name: one VJP per input, vjp_i(g, out, *inputs, **params), in Tensors.
 TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
     "add":       (lambda g, z, x, y: g, lambda g, z, x, y: g),
@@ -186,6 +237,7 @@ TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
     "transpose": (_transpose_vjp,),
     "getitem":   (lambda g, y, x, index: ad.scatter_add(g, index, x.shape),),
     "scatter_add": (lambda g, y, x, index, shape: g[index],),
+    "einsum":    tuple(_einsum_vjp_i(i) for i in range(52)),
     "softmax":   (_softmax_vjp,),
     "softmax_cross_entropy": (_sce_vjp,),
     "mse":       (_mse_vjp, lambda g, E, p, y: -_mse_vjp(g, E, p, y)),
@@ -200,7 +252,6 @@ TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
 # The fused layers, first-order only: how to write each with the elementary
 # operations above, to differentiate it twice.
 FIRST_ORDER_HINTS: dict[str, str] = {
-    "einsum": "write it with ad.matmul, ad.mul, ad.sum and ad.transpose",
     "layer_norm": "standardise with ad.mean, ad.sub, ad.power and ad.div, "
     "then gamma * Xhat + beta",
     "batch_norm": "standardise over axis 0 with ad.mean, ad.sub, "
