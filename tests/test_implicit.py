@@ -1,14 +1,14 @@
 """Implicit layers (``backprop.implicit``): a linear solve, a fixed point, ridge.
 
-``solve_vjp`` is checked against central differences in float64 for b of shape (n,)
-and (n, k), against the explicit Jacobians ``I_k ⊗ A⁻¹`` and ``−xᵀ ⊗ A⁻¹`` (columns
+``solve_vjp`` is checked against central differences in float64 for r of shape (n,)
+and (n, k), against the explicit Jacobians ``I_k ⊗ M⁻¹`` and ``−xᵀ ⊗ M⁻¹`` (columns
 stacked), with the adjoint test against the forward-mode rule (written from the
-differential ``dx = A⁻¹(db − dA x)``, independently of the VJP), and on square,
-non-symmetric A, where a missing transpose would still type-check. The fixed point's
+differential ``dx = M⁻¹(dr − dM x)``, independently of the VJP), and on square,
+non-symmetric M, where a missing transpose would still type-check. The fixed point's
 implicit gradient is checked against central differences of the whole iteration and
 against backpropagation through many unrolled iterations; the unrolled gradient of an
 iteration stopped early is shown to be wrong. Ridge's gradients with respect to X, y
-and λ and the validation hypergradient are checked against central differences.
+and λ_wd and the validation hypergradient are checked against central differences.
 Shapes are drawn by hypothesis (n = 1, k = 1 and batch 1 included); bad input,
 purity, float32 and the engine follow. The comparison with PyTorch
 (``torch.linalg.solve`` and autograd) is made by hand: PyTorch is not a dependency.
@@ -298,16 +298,16 @@ def test_the_validation_hypergradient_matches_finite_differences(seed, n):
         (
             np.zeros((2, 3)),
             np.zeros(2),
-            r"A must be square \(n, n\); got shape \(2, 3\)",
+            r"M must be square \(n, n\); got shape \(2, 3\)",
         ),
-        (np.eye(3), np.zeros(2), r"b must have shape \(3,\) or \(3, k\) .* got \(2,\)"),
-        (np.eye(3), np.zeros((3, 2, 1)), r"b must have shape \(3,\) or"),
-        (np.zeros(3), np.zeros(3), r"A must be 2-D; got 1-D"),
-        (np.ones((3, 3)), np.zeros(3), r"A must be invertible; got a singular A"),
+        (np.eye(3), np.zeros(2), r"r must have shape \(3,\) or \(3, k\) .* got \(2,\)"),
+        (np.eye(3), np.zeros((3, 2, 1)), r"r must have shape \(3,\) or"),
+        (np.zeros(3), np.zeros(3), r"M must be 2-D; got 1-D"),
+        (np.ones((3, 3)), np.zeros(3), r"M must be invertible; got a singular M"),
         (
             np.diag([1.0, 1e-17]),
             np.zeros(2),
-            r"A must be invertible; .* \(condition number 1\.0e\+17",
+            r"M must be invertible; .* \(condition number 1\.0e\+17",
         ),
         (np.array([[1.0, np.nan], [0, 1]]), np.zeros(2), r"must be finite"),
     ],
@@ -321,10 +321,10 @@ def test_bad_solves_are_refused(A, b, message):
 
 def test_a_gradient_of_the_wrong_shape_is_refused():
     with pytest.raises(
-        ValueError, match=r"g must have the shape of x = A⁻¹ b, \(3, 2\)"
+        ValueError, match=r"g must have the shape of x = M⁻¹ r, \(3, 2\)"
     ):
         solve_vjp(np.zeros(3), np.eye(3), np.zeros((3, 2)))
-    with pytest.raises(ValueError, match=r"g must have the shape of z_star, \(2,\)"):
+    with pytest.raises(ValueError, match=r"g must have the shape of h_star, \(2,\)"):
         fixed_point_vjp(np.zeros(3), np.zeros(2), np.zeros(1), np.add, np.add)
     with pytest.raises(ValueError, match=r"g must have the shape of w, \(2,\)"):
         ridge_vjp(np.zeros(3), np.ones((4, 2)), np.ones(4), 1.0)
@@ -362,14 +362,14 @@ def test_bad_iteration_settings_are_refused(kwargs, message):
 
 
 def test_bad_maps_are_refused():
-    with pytest.raises(ValueError, match=r"f must be a function; got ndarray"):
+    with pytest.raises(ValueError, match=r"F must be a function; got ndarray"):
         fixed_point(np.zeros(2), np.ones(2), np.zeros(1))
     with pytest.raises(
         ValueError, match=r"must keep the shape \(2,\); it returned shape \(3,\)"
     ):
         fixed_point(lambda z, t: np.zeros(3), np.ones(2), np.zeros(1))
     with pytest.raises(
-        ValueError, match=r"f_vjp_theta must return theta's shape \(1,\)"
+        ValueError, match=r"F_vjp_theta must return theta's shape \(1,\)"
     ):
         fixed_point_vjp(
             np.ones(2),
@@ -392,10 +392,10 @@ def test_bad_maps_are_refused():
         ((np.ones(4), np.ones(4), 1.0), r"X must be 2-D"),
         (
             (np.ones((4, 2)), np.ones(4), 0.0),
-            r"lam must be a positive number; got 0\.0",
+            r"wd must be a positive number; got 0\.0",
         ),
-        ((np.ones((4, 2)), np.ones(4), -1), r"lam must be a positive number"),
-        ((np.ones((4, 2)), np.ones(4), np.ones(2)), r"lam must be a positive number"),
+        ((np.ones((4, 2)), np.ones(4), -1), r"wd must be a positive number"),
+        ((np.ones((4, 2)), np.ones(4), np.ones(2)), r"wd must be a positive number"),
     ],
 )
 def test_bad_ridge_input_is_refused(args, message):

@@ -862,10 +862,10 @@ def dropout(X, mask, p) -> Tensor:
     return _apply("dropout", X, mask=_frozen(mask, dtype), p=p)
 
 
-def solve(A, b) -> Tensor:
-    """``implicit.solve``, ``x = A⁻¹ b`` (b (n,) or (n, k)), with
+def solve(M, r) -> Tensor:
+    """``implicit.solve``, ``x = M⁻¹ r`` (r (n,) or (n, k)), with
     ``implicit.solve_vjp``."""
-    return _apply("solve", A, b)
+    return _apply("solve", M, r)
 
 
 # --- conveniences ----------------------------------------------------------

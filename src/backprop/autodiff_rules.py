@@ -456,9 +456,9 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "dropout":   (lambda X, mask, p: layers.dropout_vjp(X, mask, p),
                   (lambda g, Y, X, mask, p:
                    layers.dropout_vjp(g, mask, p),)),
-    # x = A⁻¹ b: one solve with Aᵀ, the forward's x reused
+    # x = M⁻¹ r: one solve with Mᵀ, the forward's x reused
     "solve":     (implicit.solve,
-                  lambda g, x, A, b, needs: implicit.solve_vjp(g, A, b, x)),
+                  lambda g, x, M, r, needs: implicit.solve_vjp(g, M, r, x)),
 }  # fmt: skip
 
 # Forward mode: the tangent of the output. One function per input,

@@ -1,21 +1,21 @@
 """Implicit layers: a linear solve, a fixed point, the optimum of ridge.
 
 Each output here is defined by an equation, not by the steps that compute
-it: ``A x = b``, ``z⋆ = f(z⋆, θ)``, ``(XᵀX + λ I) w⋆ = Xᵀ y``. The
+it: ``M x = r``, ``h⋆ = F(h⋆, θ)``, ``(XᵀX + λ_wd I) w⋆ = Xᵀ y``. The
 gradient comes from differentiating the equation, so it costs one more
 solve of the same kind and never depends on how the forward pass got
 there (how many iterations, from which start).
 
-- :func:`solve` and :func:`solve_vjp`: ``x = A⁻¹ b``; the VJP is one solve
-  with ``Aᵀ``, ``db = A⁻ᵀ g``, and an outer product, ``dA = −db xᵀ``.
-- :func:`fixed_point` and :func:`fixed_point_vjp`: ``z⋆ = f(z⋆, θ)`` by
+- :func:`solve` and :func:`solve_vjp`: ``x = M⁻¹ r``; the VJP is one solve
+  with ``Mᵀ``, ``dr = M⁻ᵀ g``, and an outer product, ``dM = −dr xᵀ``.
+- :func:`fixed_point` and :func:`fixed_point_vjp`: ``h⋆ = F(h⋆, θ)`` by
   iteration; the gradient with respect to ``θ`` by the implicit function
-  theorem, its adjoint system ``w = g + (∂f/∂z)ᵀ w`` solved by the same
+  theorem, its adjoint system ``ξ = g + (∂F/∂h)ᵀ ξ`` solved by the same
   kind of iteration. :func:`unrolled` and :func:`unrolled_vjp` are the
   alternative this replaces: backpropagation through the stored iterates.
-- :func:`ridge` and :func:`ridge_vjp`: ``w⋆ = (XᵀX + λ I)⁻¹ Xᵀ y``,
+- :func:`ridge` and :func:`ridge_vjp`: ``w⋆ = (XᵀX + λ_wd I)⁻¹ Xᵀ y``,
   differentiated through its solve; :func:`ridge_validation` gives a
-  validation loss and its derivative with respect to ``λ`` (the
+  validation loss and its derivative with respect to ``λ_wd`` (the
   hypergradient).
 
 Every function checks its input and never modifies it.
@@ -45,86 +45,86 @@ __all__ = [
 # -- the linear solve -----------------------------------------------------
 
 
-def _check_solve(A, b) -> tuple[np.ndarray, np.ndarray]:
-    """A square, invertible ``A`` (n, n) and ``b`` (n,) or (n, k)."""
-    A = as_real_array("A", A, ndim=2)
-    b = as_real_array("b", b)
-    n = A.shape[0]
-    if A.shape[1] != n:
-        raise ValueError(f"A must be square (n, n); got shape {A.shape}")
-    if b.ndim > 2 or b.shape[0] != n:
+def _check_solve(M, r) -> tuple[np.ndarray, np.ndarray]:
+    """A square, invertible ``M`` (n, n) and ``r`` (n,) or (n, k)."""
+    M = as_real_array("M", M, ndim=2)
+    r = as_real_array("r", r)
+    n = M.shape[0]
+    if M.shape[1] != n:
+        raise ValueError(f"M must be square (n, n); got shape {M.shape}")
+    if r.ndim > 2 or r.shape[0] != n:
         raise ValueError(
-            f"b must have shape ({n},) or ({n}, k) for A of shape "
-            f"{A.shape}; got {b.shape}"
+            f"r must have shape ({n},) or ({n}, k) for M of shape "
+            f"{M.shape}; got {r.shape}"
         )
-    if not (np.all(np.isfinite(A)) and np.all(np.isfinite(b))):
-        raise ValueError("A and b must be finite; got inf or nan")
+    if not (np.all(np.isfinite(M)) and np.all(np.isfinite(r))):
+        raise ValueError("M and r must be finite; got inf or nan")
     # singular, or so close to it that the solve keeps no digit (the
     # condition number costs an SVD: a check for the sizes of a book)
-    eps = np.finfo(np.result_type(A, b)).eps
-    cond = np.linalg.cond(A)
+    eps = np.finfo(np.result_type(M, r)).eps
+    cond = np.linalg.cond(M)
     if not np.isfinite(cond) or cond * eps >= 1:
         raise ValueError(
-            f"A must be invertible; got a singular A (condition number "
-            f"{cond:.1e}, at least 1/eps = {1 / eps:.1e} in {A.dtype})"
+            f"M must be invertible; got a singular M (condition number "
+            f"{cond:.1e}, at least 1/eps = {1 / eps:.1e} in {M.dtype})"
         )
-    return A, b
+    return M, r
 
 
-def _solve(A, b) -> np.ndarray:
-    """``A⁻¹ b`` for checked input, b (n,) or (n, k)."""
+def _solve(M, r) -> np.ndarray:
+    """``M⁻¹ r`` for checked input, r (n,) or (n, k)."""
     try:
-        x = np.linalg.solve(A, b[:, None] if b.ndim == 1 else b)
+        x = np.linalg.solve(M, r[:, None] if r.ndim == 1 else r)
     except np.linalg.LinAlgError as exc:  # an exactly zero pivot
         raise ValueError(
-            f"A must be invertible; got a singular A ({exc})"
+            f"M must be invertible; got a singular M ({exc})"
         ) from None
-    return x.reshape(b.shape)
+    return x.reshape(r.shape)
 
 
-def solve(A, b) -> np.ndarray:
-    """The solution ``x = A⁻¹ b`` of ``A x = b``, without forming ``A⁻¹``.
+def solve(M, r) -> np.ndarray:
+    """The solution ``x = M⁻¹ r`` of ``M x = r``, without forming ``M⁻¹``.
 
-    A: (n, n), invertible; b: (n,) or (n, k), k right-hand sides at once.
-    Returns x with the shape of b. Refuses a non-square or singular A.
+    M: (n, n), invertible; r: (n,) or (n, k), k right-hand sides at once.
+    Returns x with the shape of r. Refuses a non-square or singular M.
     """
-    A, b = _check_solve(A, b)
-    return _solve(A, b)
+    M, r = _check_solve(M, r)
+    return _solve(M, r)
 
 
-def solve_vjp(g, A, b, x=None) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients through ``x = A⁻¹ b``: ``db = A⁻ᵀ g``, ``dA = −db xᵀ``.
+def solve_vjp(g, M, r, x=None) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients through ``x = M⁻¹ r``: ``dr = M⁻ᵀ g``, ``dM = −dr xᵀ``.
 
-    g: (n,) or (n, k), the gradient at x; A: (n, n); b: as x. ``x``, if
+    g: (n,) or (n, k), the gradient at x; M: (n, n); r: as x. ``x``, if
     given, is the forward's solution (it saves solving again). One solve
-    with ``Aᵀ`` and one outer product; no inverse is formed. (numpy
-    factors ``Aᵀ`` afresh; a library that keeps the LU factors of ``A``,
+    with ``Mᵀ`` and one outer product; no inverse is formed. (numpy
+    factors ``Mᵀ`` afresh; a library that keeps the LU factors of ``M``,
     as ``scipy.linalg.lu_solve(..., trans=1)``, reuses them.)
-    Returns (dA (n, n), db with the shape of b).
+    Returns (dM (n, n), dr with the shape of r).
     """
-    A, b = _check_solve(A, b)
+    M, r = _check_solve(M, r)
     g = as_real_array("g", g)
-    if g.shape != b.shape:
+    if g.shape != r.shape:
         raise ValueError(
-            f"g must have the shape of x = A⁻¹ b, {b.shape}; got {g.shape}"
+            f"g must have the shape of x = M⁻¹ r, {r.shape}; got {g.shape}"
         )
-    x = _solve(A, b) if x is None else as_real_array("x", x)
-    if x.shape != b.shape:
+    x = _solve(M, r) if x is None else as_real_array("x", x)
+    if x.shape != r.shape:
         raise ValueError(
-            f"x must have the shape of b, {b.shape}; got {x.shape}"
+            f"x must have the shape of r, {r.shape}; got {x.shape}"
         )
-    db = _solve(A.T, g)
-    columns = b.shape[0], -1
-    dA = -(db.reshape(columns) @ x.reshape(columns).T)
-    return dA, db
+    dr = _solve(M.T, g)
+    columns = r.shape[0], -1
+    dM = -(dr.reshape(columns) @ x.reshape(columns).T)
+    return dM, dr
 
 
-def _solve_jvp(tangents, x, A, b) -> np.ndarray:
-    """Forward mode of ``x = A⁻¹ b``: ``dx = A⁻¹ (db − dA x)``, from the
-    differential of ``A x = b`` (for the engine's table)."""
-    dA, db = tangents
-    columns = A.shape[0], -1
-    return _solve(A, db - (dA @ x.reshape(columns)).reshape(x.shape))
+def _solve_jvp(tangents, x, M, r) -> np.ndarray:
+    """Forward mode of ``x = M⁻¹ r``: ``dx = M⁻¹ (dr − dM x)``, from the
+    differential of ``M x = r`` (for the engine's table)."""
+    dM, dr = tangents
+    columns = M.shape[0], -1
+    return _solve(M, dr - (dM @ x.reshape(columns)).reshape(x.shape))
 
 
 # -- the fixed point ------------------------------------------------------
@@ -178,136 +178,136 @@ def _iterate(step, x0, tol, max_iter, what) -> tuple[np.ndarray, int]:
 
 
 def fixed_point(
-    f: Callable,
-    z0,
+    F: Callable,
+    h0,
     theta,
     tol: float = 1e-12,
     max_iter: int = 1000,
     return_steps: bool = False,
 ):
-    """The fixed point ``z⋆ = f(z⋆, θ)``, by the iteration
-    ``z_{k+1} = f(z_k, θ)`` from ``z0``.
+    """The fixed point ``h⋆ = F(h⋆, θ)``, by the iteration
+    ``h_{k+1} = F(h_k, θ)`` from ``h0``.
 
-    f: a map ``f(z, theta)`` that returns an array of z's shape (a
-    contraction in z near z⋆, so that the iteration converges);
-    z0: the start, any shape; theta: the parameters, any shape.
-    Stops when a step moves z by at most ``tol · (1 + ‖z‖)``; raises
+    F: a map ``F(h, theta)`` that returns an array of h's shape (a
+    contraction in h near h⋆, so that the iteration converges);
+    h0: the start, any shape; theta: the parameters, any shape.
+    Stops when a step moves h by at most ``tol · (1 + ‖h‖)``; raises
     ValueError with the residual reached if ``max_iter`` steps are not
-    enough. Returns z⋆ (z0's shape) or, with ``return_steps``,
-    ``(z⋆, number of steps)``.
+    enough. Returns h⋆ (h0's shape) or, with ``return_steps``,
+    ``(h⋆, number of steps)``.
     """
-    _check_callable(f=f)
-    z0 = as_real_array("z0", z0)
+    _check_callable(F=F)
+    h0 = as_real_array("h0", h0)
     theta = as_real_array("theta", theta)
     tol, max_iter = _check_tol(tol, max_iter)
-    z, k = _iterate(
-        lambda z: f(z, theta), z0, tol, max_iter, "the fixed-point iteration"
+    h, k = _iterate(
+        lambda h: F(h, theta), h0, tol, max_iter, "the fixed-point iteration"
     )
-    return (z, k) if return_steps else z
+    return (h, k) if return_steps else h
 
 
 def fixed_point_vjp(
     g,
-    z_star,
+    h_star,
     theta,
-    f_vjp_z: Callable,
-    f_vjp_theta: Callable,
+    F_vjp_h: Callable,
+    F_vjp_theta: Callable,
     tol: float = 1e-12,
     max_iter: int = 1000,
     return_steps: bool = False,
 ):
-    """Gradient through ``z⋆ = f(z⋆, θ)`` with respect to ``θ``, by the
+    """Gradient through ``h⋆ = F(h⋆, θ)`` with respect to ``θ``, by the
     implicit function theorem.
 
-    Differentiating the equation, ``dz⋆ = (∂f/∂z) dz⋆ + (∂f/∂θ) dθ``, so
-    ``dθ = (∂f/∂θ)ᵀ w`` where ``w`` solves the adjoint system
-    ``w = g + (∂f/∂z)ᵀ w``, taken at z⋆. That system is a fixed point too:
-    it is solved by the iteration ``w ← g + (∂f/∂z)ᵀ w`` from ``w = g``,
+    Differentiating the equation, ``dh⋆ = (∂F/∂h) dh⋆ + (∂F/∂θ) dθ``, so
+    ``dθ = (∂F/∂θ)ᵀ ξ`` where ``ξ`` solves the adjoint system
+    ``ξ = g + (∂F/∂h)ᵀ ξ``, taken at h⋆. That system is a fixed point too:
+    it is solved by the iteration ``ξ ← g + (∂F/∂h)ᵀ ξ`` from ``ξ = g``,
     which converges where the forward one does (the same Jacobian,
     transposed). Nothing of the forward iterations is kept or replayed:
-    only z⋆ is used.
+    only h⋆ is used.
 
-    g: the gradient at z⋆ (z⋆'s shape); z_star: the fixed point; theta:
-    its parameters. ``f_vjp_z(v, z, theta)`` returns ``(∂f/∂z)ᵀ v``
-    (z's shape); ``f_vjp_theta(v, z, theta)`` returns ``(∂f/∂θ)ᵀ v``
-    (θ's shape). tol, max_iter: as :func:`fixed_point`, for ``w``.
+    g: the gradient at h⋆ (h⋆'s shape); h_star: the fixed point; theta:
+    its parameters. ``F_vjp_h(v, h, theta)`` returns ``(∂F/∂h)ᵀ v``
+    (h's shape); ``F_vjp_theta(v, h, theta)`` returns ``(∂F/∂θ)ᵀ v``
+    (θ's shape). tol, max_iter: as :func:`fixed_point`, for ``ξ``.
     Returns ``dθ`` (θ's shape) or, with ``return_steps``, ``(dθ, steps)``.
-    The gradient with respect to ``z0`` is zero: z⋆ does not depend on
+    The gradient with respect to ``h0`` is zero: h⋆ does not depend on
     the start.
     """
-    _check_callable(f_vjp_z=f_vjp_z, f_vjp_theta=f_vjp_theta)
-    z_star = as_real_array("z_star", z_star)
+    _check_callable(F_vjp_h=F_vjp_h, F_vjp_theta=F_vjp_theta)
+    h_star = as_real_array("h_star", h_star)
     theta = as_real_array("theta", theta)
     g = as_real_array("g", g)
-    if g.shape != z_star.shape:
+    if g.shape != h_star.shape:
         raise ValueError(
-            f"g must have the shape of z_star, {z_star.shape}; got {g.shape}"
+            f"g must have the shape of h_star, {h_star.shape}; got {g.shape}"
         )
     tol, max_iter = _check_tol(tol, max_iter)
-    w, k = _iterate(
-        lambda w: g + f_vjp_z(w, z_star, theta),
+    xi, k = _iterate(
+        lambda xi: g + F_vjp_h(xi, h_star, theta),
         g,
         tol,
         max_iter,
         "the adjoint iteration",
     )
-    dtheta = np.asarray(f_vjp_theta(w, z_star, theta))
+    dtheta = np.asarray(F_vjp_theta(xi, h_star, theta))
     if dtheta.shape != theta.shape:
         raise ValueError(
-            f"f_vjp_theta must return theta's shape {theta.shape}; got "
+            f"F_vjp_theta must return theta's shape {theta.shape}; got "
             f"{dtheta.shape}"
         )
     return (dtheta, k) if return_steps else dtheta
 
 
-def unrolled(f: Callable, z0, theta, n_iter: int) -> np.ndarray:
-    """``n_iter`` steps of ``z_{k+1} = f(z_k, θ)``, every iterate kept.
+def unrolled(F: Callable, h0, theta, n_iter: int) -> np.ndarray:
+    """``n_iter`` steps of ``h_{k+1} = F(h_k, θ)``, every iterate kept.
 
-    Returns the iterates ``(n_iter + 1, *z0.shape)``, ``z_0`` first: what
+    Returns the iterates ``(n_iter + 1, *h0.shape)``, ``h_0`` first: what
     backpropagation through the iterations must store.
     """
-    _check_callable(f=f)
-    z0 = as_real_array("z0", z0)
+    _check_callable(F=F)
+    h0 = as_real_array("h0", h0)
     theta = as_real_array("theta", theta)
     n_iter = positive_int("n_iter", n_iter)
-    Z = np.empty((n_iter + 1, *z0.shape), dtype=z0.dtype)
-    Z[0] = z0
+    H = np.empty((n_iter + 1, *h0.shape), dtype=h0.dtype)
+    H[0] = h0
     for k in range(n_iter):
-        Z[k + 1] = f(Z[k], theta)
-    return Z
+        H[k + 1] = F(H[k], theta)
+    return H
 
 
 def unrolled_vjp(
-    g, Z, theta, f_vjp_z: Callable, f_vjp_theta: Callable
+    g, H, theta, F_vjp_h: Callable, F_vjp_theta: Callable
 ) -> tuple[np.ndarray, np.ndarray]:
     """Backpropagation through the iterates of :func:`unrolled`.
 
-    g: the gradient at the last iterate; Z: the iterates
-    ``(n_iter + 1, *z.shape)``. From the last step to the first,
-    ``dθ += (∂f/∂θ)ᵀ g_k`` and ``g_{k−1} = (∂f/∂z)ᵀ g_k``, each Jacobian
+    g: the gradient at the last iterate; H: the iterates
+    ``(n_iter + 1, *h.shape)``. From the last step to the first,
+    ``dθ += (∂F/∂θ)ᵀ g_k`` and ``g_{k−1} = (∂F/∂h)ᵀ g_k``, each Jacobian
     taken at the iterate that step started from. Returns
-    ``(dθ, dz0)``.
+    ``(dθ, dh0)``.
     """
-    _check_callable(f_vjp_z=f_vjp_z, f_vjp_theta=f_vjp_theta)
-    Z = as_real_array("Z", Z)
+    _check_callable(F_vjp_h=F_vjp_h, F_vjp_theta=F_vjp_theta)
+    H = as_real_array("H", H)
     theta = as_real_array("theta", theta)
     g = as_real_array("g", g)
-    if Z.ndim < 2 or g.shape != Z.shape[1:]:
+    if H.ndim < 2 or g.shape != H.shape[1:]:
         raise ValueError(
-            f"g must have the shape of one iterate of Z ({Z.shape}); got "
+            f"g must have the shape of one iterate of H ({H.shape}); got "
             f"{g.shape}"
         )
     dtheta = np.zeros_like(theta)
-    for z in Z[-2::-1]:
-        dtheta = dtheta + f_vjp_theta(g, z, theta)
-        g = f_vjp_z(g, z, theta)
+    for h in H[-2::-1]:
+        dtheta = dtheta + F_vjp_theta(g, h, theta)
+        g = F_vjp_h(g, h, theta)
     return dtheta, g
 
 
 # -- ridge regression -----------------------------------------------------
 
 
-def _check_ridge(X, y, lam) -> tuple[np.ndarray, np.ndarray, float]:
+def _check_ridge(X, y, wd) -> tuple[np.ndarray, np.ndarray, float]:
     X = as_real_array("X", X, ndim=2)
     y = as_real_array("y", y, ndim=1)
     if y.shape[0] != X.shape[0]:
@@ -315,62 +315,63 @@ def _check_ridge(X, y, lam) -> tuple[np.ndarray, np.ndarray, float]:
             f"y must have one target per row of X, {X.shape[0]}; got "
             f"{y.shape[0]}"
         )
-    if isinstance(lam, bool) or not np.isscalar(lam) or not lam > 0:
-        raise ValueError(f"lam must be a positive number; got {lam!r}")
-    return X, y, float(lam)
+    if isinstance(wd, bool) or not np.isscalar(wd) or not wd > 0:
+        raise ValueError(f"wd must be a positive number; got {wd!r}")
+    return X, y, float(wd)
 
 
-def _ridge_system(X, y, lam) -> tuple[np.ndarray, np.ndarray]:
-    """``(XᵀX + λ I, Xᵀ y)``: the normal equations of ridge."""
-    return X.T @ X + lam * np.eye(X.shape[1], dtype=X.dtype), X.T @ y
+def _ridge_system(X, y, wd) -> tuple[np.ndarray, np.ndarray]:
+    """``(XᵀX + λ_wd I, Xᵀ y)``: the normal equations of ridge."""
+    return X.T @ X + wd * np.eye(X.shape[1], dtype=X.dtype), X.T @ y
 
 
-def ridge(X, y, lam) -> np.ndarray:
-    """The minimizer ``w⋆`` of ``‖X w − y‖² + λ ‖w‖²``.
+def ridge(X, y, wd) -> np.ndarray:
+    """The minimizer ``w⋆`` of ``‖X w − y‖² + λ_wd ‖w‖²``.
 
-    X: (B, n) inputs, one row per example; y: (B,) targets; lam: λ > 0.
-    Setting the gradient ``2 Xᵀ(X w − y) + 2 λ w`` to zero gives the
-    normal equations ``(XᵀX + λ I) w⋆ = Xᵀ y``, solved by :func:`solve`.
+    X: (B, n) inputs, one row per example; y: (B,) targets; wd: λ_wd > 0.
+    Setting the gradient ``2 Xᵀ(X w − y) + 2 λ_wd w`` to zero gives the
+    normal equations ``(XᵀX + λ_wd I) w⋆ = Xᵀ y``, solved by :func:`solve`.
     Returns w⋆: (n,).
     """
-    X, y, lam = _check_ridge(X, y, lam)
-    return solve(*_ridge_system(X, y, lam))
+    X, y, wd = _check_ridge(X, y, wd)
+    return solve(*_ridge_system(X, y, wd))
 
 
-def ridge_vjp(g, X, y, lam) -> tuple[np.ndarray, np.ndarray, float]:
-    """Gradients through ``w⋆ = (XᵀX + λ I)⁻¹ Xᵀ y``.
+def ridge_vjp(g, X, y, wd) -> tuple[np.ndarray, np.ndarray, float]:
+    """Gradients through ``w⋆ = (XᵀX + λ_wd I)⁻¹ Xᵀ y``.
 
-    g: (n,), the gradient at w⋆. With ``v = (XᵀX + λ I)⁻¹ g`` (one solve;
-    the matrix is symmetric), :func:`solve_vjp` gives ``dA = −v w⋆ᵀ`` and
-    ``db = v`` for ``A = XᵀX + λ I``, ``b = Xᵀ y``; then
-    ``dλ = tr(dA) = −vᵀ w⋆``, ``dX = X (dA + dAᵀ) + y vᵀ``, ``dy = X v``.
-    Returns (dX (B, n), dy (B,), dλ, a float).
+    g: (n,), the gradient at w⋆. With ``r̄ = (XᵀX + λ_wd I)⁻¹ g`` (one solve;
+    the matrix is symmetric), :func:`solve_vjp` gives ``dM = −r̄ w⋆ᵀ`` and
+    ``dr = r̄`` for ``M = XᵀX + λ_wd I``, ``r = Xᵀ y``; then
+    ``dλ_wd = tr(dM) = −r̄ᵀ w⋆``, ``dX = X (dM + dMᵀ) + y r̄ᵀ``, ``dy = X r̄``.
+    Returns (dX (B, n), dy (B,), dλ_wd, a float).
     """
-    X, y, lam = _check_ridge(X, y, lam)
+    X, y, wd = _check_ridge(X, y, wd)
     g = as_real_array("g", g, ndim=1)
     if g.shape != (X.shape[1],):
         raise ValueError(
             f"g must have the shape of w, ({X.shape[1]},); got {g.shape}"
         )
-    A, b = _ridge_system(X, y, lam)
-    w = solve(A, b)
-    dA, v = solve_vjp(g, A, b, x=w)
-    dX = X @ (dA + dA.T) + np.outer(y, v)
-    return dX, X @ v, float(np.trace(dA))
+    M, r = _ridge_system(X, y, wd)
+    w = solve(M, r)
+    dM, r_bar = solve_vjp(g, M, r, x=w)
+    dX = X @ (dM + dM.T) + np.outer(y, r_bar)
+    return dX, X @ r_bar, float(np.trace(dM))
 
 
-def ridge_validation(lam, X, y, X_val, y_val) -> tuple[float, float]:
-    """A validation loss of ridge and its derivative with respect to λ.
+def ridge_validation(wd, X, y, X_val, y_val) -> tuple[float, float]:
+    """A validation loss of ridge and its derivative with respect to λ_wd.
 
-    ``E(λ) = (1/B_val) ‖X_val w⋆(λ) − y_val‖²``, the mean squared error
+    ``E(λ_wd) = (1/B_val) ‖X_val w⋆(λ_wd) − y_val‖²``, the mean squared error
     of the ridge solution on held-out data (X_val (B_val, n), y_val
     (B_val,)). Its gradient at w⋆ is
     ``g = (2/B_val) X_valᵀ (X_val w⋆ − y_val)``, and
-    ``dE/dλ = −vᵀ w⋆`` with ``v = (XᵀX + λ I)⁻¹ g`` (:func:`ridge_vjp`).
-    Returns ``(E, dE/dλ)``; for a descent on ``log λ`` multiply the
-    derivative by λ.
+    ``dE/dλ_wd = −r̄ᵀ w⋆`` with ``r̄ = (XᵀX + λ_wd I)⁻¹ g``
+    (:func:`ridge_vjp`).
+    Returns ``(E, dE/dλ_wd)``; for a descent on ``log λ_wd`` multiply the
+    derivative by λ_wd.
     """
-    X, y, lam = _check_ridge(X, y, lam)
+    X, y, wd = _check_ridge(X, y, wd)
     X_val = as_real_array("X_val", X_val, ndim=2)
     y_val = as_real_array("y_val", y_val, ndim=1)
     if X_val.shape[1] != X.shape[1] or y_val.shape[0] != X_val.shape[0]:
@@ -379,8 +380,8 @@ def ridge_validation(lam, X, y, X_val, y_val) -> tuple[float, float]:
             f"entry of y_val ({y_val.shape[0]}); got X_val of shape "
             f"{X_val.shape}"
         )
-    w = ridge(X, y, lam)
+    w = ridge(X, y, wd)
     r = X_val @ w - y_val
     g = 2 * X_val.T @ r / len(y_val)
-    _, _, dlam = ridge_vjp(g, X, y, lam)
-    return float(r @ r / len(y_val)), dlam
+    _, _, dwd = ridge_vjp(g, X, y, wd)
+    return float(r @ r / len(y_val)), dwd
