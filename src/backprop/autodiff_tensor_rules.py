@@ -214,6 +214,14 @@ def _einsum_vjp_i(i):
     return vjp
 
 
+def _solve_vjp_M(g, x, M, r):
+    """``x = M⁻¹ r``: ``dM = −dr xᵀ`` with ``dr = M⁻ᵀ g``, one more solve
+    (``implicit.solve_vjp``); a vector ``r`` is one column."""
+    columns = (r.shape[0], -1)
+    dr = ad.solve(M.T, g)
+    return -(dr.reshape(columns) @ x.reshape(columns).T)
+
+
 # name: one VJP per input, vjp_i(g, out, *inputs, **params), in Tensors.
 TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
     "add":       (lambda g, z, x, y: g, lambda g, z, x, y: g),
@@ -247,6 +255,7 @@ TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
     "embedding": (lambda g, Y, W_emb, ids:
                   ad.scatter_add(g, ids, W_emb.shape),),
     "dropout":   (lambda g, Y, X, mask, p: g * (mask / (1 - p)),),
+    "solve":     (_solve_vjp_M, lambda g, x, M, r: ad.solve(M.T, g)),
 }  # fmt: skip
 
 # The fused layers, first-order only: how to write each with the elementary
