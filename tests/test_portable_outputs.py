@@ -40,6 +40,8 @@ NOT_COMPARED = {
     + ": one training step's forward and backward pass",
     ("chapters/cost.ipynb", "81eacac3"): TIMING + ": a training step against width",
     ("chapters/cost.ipynb", "98917ac6"): TIMING + ": float64 against float32",
+    ("chapters/second-order.ipynb", "so-25"): TIMING
+    + ": one H·V and one Gauss–Newton product against the forward pass",
     ("chapters/gradcheck.ipynb", "085a6a0b"): (
         "the measured best finite-difference step: the bottom of each error curve is "
         "round-off, set by how this CPU's exp, tanh and sums round their last bits; "
