@@ -98,6 +98,7 @@ CASES = {
     "T": lambda r, s: (lambda x: x.T, [r.normal(size=s)]),
     "getitem": lambda r, s: (picked(r.integers(0, s[0], size=5)), [r.normal(size=s)]),
     "getitem_slice": lambda r, s: (lambda x: x[..., ::2], [r.normal(size=s)]),
+    "astype": lambda r, s: (lambda x: ad.astype(x, np.float64) * 2.0, [r.normal(size=s)]),
     "scatter_add": lambda r, s: (scattered(r.integers(0, s[0], size=5), (s[0] + 1,) + s[1:]), [r.normal(size=(5,) + s[1:])]),
     "einsum_batched": lambda r, s: (lambda a, b: ad.einsum("bij,bjk->bik", a, b), [r.normal(size=(s[0], 2, 3)), r.normal(size=(s[0], 3, s[-1]))]),
     "einsum_trace": lambda r, s: (lambda a: ad.einsum("ii", a), [r.normal(size=(s[0], s[0]))]),

@@ -426,6 +426,23 @@ def test_hvp_in_float32_stays_float32(mode, rng):
     assert bp.relative_error(flat(HV), flat(HV64)) <= 1e-4
 
 
+def test_a_recorded_gradient_has_its_leafs_dtype(rng):
+    """A float32 leaf met by a float64 array: its gradient is cast back, as in the
+    ordinary pass, by the ``astype`` op, which differentiates twice."""
+    x0 = rng.normal(size=3).astype(np.float32)
+    c = rng.normal(size=3)
+    x = ad.Tensor(x0)
+    g = ad.gradients((ad.tanh(x * c) ** 2).sum(), x, create_graph=True)
+    assert g.dtype == np.float32 and g.requires_grad
+    h = ad.gradients(g.sum(), x)
+    assert h.dtype == np.float32
+    x64 = ad.Tensor(x0.astype(np.float64))
+    g64 = ad.gradients((ad.tanh(x64 * c) ** 2).sum(), x64, create_graph=True)
+    assert bp.relative_error(h, ad.gradients(g64.sum(), x64)) <= 1e-5
+    with pytest.raises(ValueError, match="float dtype"):
+        ad.astype(x, np.int32)
+
+
 def test_scatter_add_refuses_what_does_not_fit():
     with pytest.raises(
         ValueError, match=r"indexed so has shape \(2, 3\); x has shape \(3,\)"

@@ -82,6 +82,7 @@ __all__ = [
     "reshape",
     "transpose",
     "scatter_add",
+    "astype",
     "einsum",
     "softmax",
     "softmax_cross_entropy",
@@ -505,6 +506,8 @@ def _pullback_tensor(node: Tensor, g: Tensor) -> list[Tensor | None]:
         gp = rule(g, node, *node._parents, **node._params)
         if gp.shape != parent.shape:  # broadcast forward: sum the copies
             gp = _tensor_rules.unbroadcast(gp, parent.shape)
+        if gp.dtype != parent.dtype:  # as the numpy pass: parent's dtype
+            gp = astype(gp, parent.dtype)
         pulled.append(gp)
     return pulled
 
@@ -721,6 +724,15 @@ def scatter_add(x, index, shape) -> Tensor:
             f"{picked}; x has shape {x.shape}"
         )
     return _apply("scatter_add", x, index=index, shape=shape)
+
+
+def astype(x, dtype) -> Tensor:
+    """``x`` in another float dtype (float32, float64); the gradient is
+    cast back to ``x``'s."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f":
+        raise ValueError(f"astype: a float dtype is needed; got {dtype}")
+    return _apply("astype", x, dtype=dtype)
 
 
 def transpose(x, axes=None) -> Tensor:

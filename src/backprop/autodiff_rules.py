@@ -403,6 +403,9 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
                                (lambda g, y, x, axes=None:
                                 transpose_vjp(g, axes),)),
     "getitem":   (lambda x, index: x[index], (_getitem_vjp,)),
+    # a change of float dtype; its VJP casts back
+    "astype":    (lambda x, dtype: x.astype(dtype),
+                  (lambda g, y, x, dtype: g.astype(x.dtype),)),
     # the adjoint of getitem, so that its VJP can be differentiated again
     "scatter_add": (_scatter_add,
                   (lambda g, y, x, index, shape: g[index],)),
@@ -486,6 +489,7 @@ JVP_RULES: dict[str, tuple[Callable, ...] | Callable] = {
     "reshape":   (lambda t, y, x, shape: np.reshape(t, shape),),
     "transpose": (lambda t, y, x, axes=None: np.transpose(t, axes),),
     "getitem":   (lambda t, y, x, index: t[index],),
+    "astype":    (lambda t, y, x, dtype: t.astype(dtype),),
     "scatter_add": (lambda t, y, x, index, shape:
                   _scatter_add(t, index, shape),),
     "einsum":    lambda ts, z, *xs, spec: sum(_einsum_jvp(ts, spec, xs)),

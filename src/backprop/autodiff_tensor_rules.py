@@ -244,6 +244,7 @@ TENSOR_RULES: dict[str, tuple[Callable, ...]] = {
     "reshape":   (lambda g, y, x, shape: g.reshape(x.shape),),
     "transpose": (_transpose_vjp,),
     "getitem":   (lambda g, y, x, index: ad.scatter_add(g, index, x.shape),),
+    "astype":    (lambda g, y, x, dtype: ad.astype(g, x.dtype),),
     "scatter_add": (lambda g, y, x, index, shape: g[index],),
     "einsum":    tuple(_einsum_vjp_i(i) for i in range(52)),
     "softmax":   (_softmax_vjp,),
