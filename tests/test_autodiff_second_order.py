@@ -412,6 +412,10 @@ def test_hvp_refuses_a_direction_of_another_structure_naming_the_first_mismatch(
         ad.hvp(E, params, [np.ones((3, 2)), (np.ones((2, 3)), np.ones(2))])
     with pytest.raises(ValueError, match="mode must be"):
         ad.hvp(E, params, params, mode="sideways")
+    with pytest.raises(
+        ValueError, match=r"f must return a Tensor of one number.*\(3, 2\)"
+    ):
+        ad.hvp(lambda P: P[0][0] * 2.0, params, params)
 
 
 @pytest.mark.parametrize("mode", ["reverse", "forward"])

@@ -38,8 +38,10 @@ Twice: ``backward(create_graph=True)`` (and :func:`gradients`) computes each
 VJP with Tensor operations, the rules of
 :mod:`backprop.autodiff_tensor_rules`, so the backward pass is recorded too
 and the gradients it leaves are Tensors that can be differentiated again;
-:func:`hvp` builds a Hessian-vector product on it. The fused layers stay
-first-order and say so.
+:func:`hvp` builds a Hessian-vector product on it. The first-order pass keeps
+the numpy rules, which record nothing. The fused layers (layer norm,
+convolution, the recurrent cells, attention, pooling) stay first-order and
+say so.
 
 Usage::
 
@@ -48,6 +50,10 @@ Usage::
     loss = ad.softmax_cross_entropy(ad.tanh(X @ W.T + b), labels)  # X: data
     loss.backward()            # W.grad, b.grad are numpy arrays
     W.value = W.value - 0.1 * W.grad  # a step of gradient descent
+
+    # twice: H·V, V with the structure of the parameters
+    HV = ad.hvp(lambda P: ad.sum(ad.tanh(X @ P[0].T + P[1]) ** 2),
+                [W0, b0], [V_W, V_b])
 """
 
 from __future__ import annotations
@@ -959,7 +965,7 @@ def hvp(f: Callable, params, V, mode: str = "reverse"):
     directions = _matching(V, params)
     if mode == "reverse":
         xs = [Tensor(p) for p in flat]
-        E = f(rebuild(xs))
+        E = _scalar_of(f, rebuild(xs))
         gs = gradients(E, xs, create_graph=True)
         inner = _dot(gs, directions)
         if not inner.requires_grad:  # ∇f does not depend on params
@@ -967,7 +973,7 @@ def hvp(f: Callable, params, V, mode: str = "reverse"):
         return rebuild(gradients(inner, xs))
     if mode == "forward":
         xs = [Tensor(p, tangent=v) for p, v in zip(flat, directions)]
-        E = f(rebuild(xs))
+        E = _scalar_of(f, rebuild(xs))
         with no_grad():
             gs = gradients(E, xs, create_graph=True)
         return rebuild(
@@ -977,6 +983,18 @@ def hvp(f: Callable, params, V, mode: str = "reverse"):
             ]
         )
     raise ValueError(f'mode must be "reverse" or "forward"; got {mode!r}')
+
+
+def _scalar_of(f: Callable, P) -> Tensor:
+    """``f(P)``, refused unless a Tensor of one number."""
+    E = f(P)
+    if not isinstance(E, Tensor) or E.size != 1:
+        got = type(E).__name__
+        got = f"shape {E.shape}" if isinstance(E, Tensor) else got
+        raise ValueError(
+            f"hvp: f must return a Tensor of one number (a loss); got {got}"
+        )
+    return E
 
 
 def _dot(gs, vs) -> Tensor:
