@@ -237,6 +237,9 @@ class MLP:
     def hvp(self, X, y, V) -> list[tuple[np.ndarray, np.ndarray]]:
         """Hessian-vector product ``∇²E θ̇`` of the mean cross-entropy.
 
+        Implements eqs. ``so-tangent-forward``, ``so-tangent-loss``,
+        ``so-tangent-backward``, ``so-hvp-params``.
+
         X: (B, n_in) inputs; y: (B,) labels; V: the direction ``θ̇``, a list
         of ``(Ẇ, ḃ)`` with the shapes of ``params`` (a mismatch is refused,
         naming the first). Returns a list of ``(W, b)``-shaped arrays, the
@@ -279,6 +282,8 @@ class MLP:
 
     def gnvp(self, X, y, V) -> list[tuple[np.ndarray, np.ndarray]]:
         """Gauss–Newton product ``J_zᵀ ∇²_Z E J_z θ̇`` for the logits Z.
+
+        Implements eqs. ``so-gn-split``, ``so-logit-hessian``.
 
         Arguments and result as :meth:`hvp`. The direction is pushed forward
         to the logits (``Ż⁽ᴸ⁾ = J_z θ̇``), multiplied by the loss's

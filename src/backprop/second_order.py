@@ -153,6 +153,9 @@ def hessian_matrix(
 ) -> np.ndarray:
     """The ``n_θ × n_θ`` matrix of a product, one column per unit vector.
 
+    The Hessian as the Jacobian of the gradient (eq.
+    ``so-hessian-jacobian``).
+
     product: ``V ↦ ∇²E V`` on parameter lists, such as
     ``lambda V: net.hvp(X, y, V)``; like: a parameter list giving the
     shapes. Column ``j`` is the
@@ -190,6 +193,9 @@ def power_iteration(
     max_iter: int = 200,
 ) -> PowerIteration:
     """The dominant eigenvalue of a symmetric map known only by its product.
+
+    Its top eigenvalue bounds the stable learning rate (eq.
+    ``so-stability``).
 
     product: ``V ↦ ∇²E V`` on parameter lists; like: the parameters (for
     their shapes and dtype). From a direction drawn with
