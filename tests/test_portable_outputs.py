@@ -42,6 +42,8 @@ NOT_COMPARED = {
     ("chapters/cost.ipynb", "98917ac6"): TIMING + ": float64 against float32",
     ("chapters/second-order.ipynb", "so-25"): TIMING
     + ": one H·V and one Gauss–Newton product against the forward pass",
+    ("chapters/implicit.ipynb", "im-15"): TIMING
+    + ": one gradient by backpropagation through T steps and by the adjoint",
     ("chapters/gradcheck.ipynb", "085a6a0b"): (
         "the measured best finite-difference step: the bottom of each error curve is "
         "round-off, set by how this CPU's exp, tanh and sums round their last bits; "

@@ -340,10 +340,10 @@ def ridge(X, y, wd) -> np.ndarray:
 def ridge_vjp(g, X, y, wd) -> tuple[np.ndarray, np.ndarray, float]:
     """Gradients through ``w⋆ = (XᵀX + λ_wd I)⁻¹ Xᵀ y``.
 
-    g: (n,), the gradient at w⋆. With ``r̄ = (XᵀX + λ_wd I)⁻¹ g`` (one solve;
-    the matrix is symmetric), :func:`solve_vjp` gives ``dM = −r̄ w⋆ᵀ`` and
-    ``dr = r̄`` for ``M = XᵀX + λ_wd I``, ``r = Xᵀ y``; then
-    ``dλ_wd = tr(dM) = −r̄ᵀ w⋆``, ``dX = X (dM + dMᵀ) + y r̄ᵀ``, ``dy = X r̄``.
+    g: (n,), the gradient at w⋆. With ``ξ = (XᵀX + λ_wd I)⁻¹ g`` (one solve;
+    the matrix is symmetric), :func:`solve_vjp` gives ``dM = −ξ w⋆ᵀ`` and
+    ``dr = ξ`` for ``M = XᵀX + λ_wd I``, ``r = Xᵀ y``; then
+    ``dλ_wd = tr(dM) = −ξᵀ w⋆``, ``dX = X (dM + dMᵀ) + y ξᵀ``, ``dy = X ξ``.
     Returns (dX (B, n), dy (B,), dλ_wd, a float).
     """
     X, y, wd = _check_ridge(X, y, wd)
@@ -354,9 +354,9 @@ def ridge_vjp(g, X, y, wd) -> tuple[np.ndarray, np.ndarray, float]:
         )
     M, r = _ridge_system(X, y, wd)
     w = solve(M, r)
-    dM, r_bar = solve_vjp(g, M, r, x=w)
-    dX = X @ (dM + dM.T) + np.outer(y, r_bar)
-    return dX, X @ r_bar, float(np.trace(dM))
+    dM, xi = solve_vjp(g, M, r, x=w)
+    dX = X @ (dM + dM.T) + np.outer(y, xi)
+    return dX, X @ xi, float(np.trace(dM))
 
 
 def ridge_validation(wd, X, y, X_val, y_val) -> tuple[float, float]:
@@ -366,7 +366,7 @@ def ridge_validation(wd, X, y, X_val, y_val) -> tuple[float, float]:
     of the ridge solution on held-out data (X_val (B_val, n), y_val
     (B_val,)). Its gradient at w⋆ is
     ``g = (2/B_val) X_valᵀ (X_val w⋆ − y_val)``, and
-    ``dE/dλ_wd = −r̄ᵀ w⋆`` with ``r̄ = (XᵀX + λ_wd I)⁻¹ g``
+    ``dE/dλ_wd = −ξᵀ w⋆`` with ``ξ = (XᵀX + λ_wd I)⁻¹ g``
     (:func:`ridge_vjp`).
     Returns ``(E, dE/dλ_wd)``; for a descent on ``log λ_wd`` multiply the
     derivative by λ_wd.
