@@ -83,7 +83,8 @@ def _solve(M, r) -> np.ndarray:
 
 
 def solve(M, r) -> np.ndarray:
-    """The solution ``x = M⁻¹ r`` of ``M x = r``, without forming ``M⁻¹``.
+    """The solution ``x = M⁻¹ r`` of ``M x = r``, without forming ``M⁻¹``
+    (eq. ``im-solve``).
 
     M: (n, n), invertible; r: (n,) or (n, k), k right-hand sides at once.
     Returns x with the shape of r. Refuses a non-square or singular M.
@@ -93,7 +94,8 @@ def solve(M, r) -> np.ndarray:
 
 
 def solve_vjp(g, M, r, x=None) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients through ``x = M⁻¹ r``: ``dr = M⁻ᵀ g``, ``dM = −dr xᵀ``.
+    """Gradients through ``x = M⁻¹ r``: ``dr = M⁻ᵀ g``, ``dM = −dr xᵀ``
+    (eq. ``im-solve-grad``).
 
     g: (n,) or (n, k), the gradient at x; M: (n, n); r: as x. ``x``, if
     given, is the forward's solution (it saves solving again). One solve
@@ -121,7 +123,8 @@ def solve_vjp(g, M, r, x=None) -> tuple[np.ndarray, np.ndarray]:
 
 def _solve_jvp(tangents, x, M, r) -> np.ndarray:
     """Forward mode of ``x = M⁻¹ r``: ``dx = M⁻¹ (dr − dM x)``, from the
-    differential of ``M x = r`` (for the engine's table)."""
+    differential of ``M x = r`` (eq. ``im-solve-diff``; for the engine's
+    table)."""
     dM, dr = tangents
     columns = M.shape[0], -1
     return _solve(M, dr - (dM @ x.reshape(columns)).reshape(x.shape))
@@ -186,7 +189,7 @@ def fixed_point(
     return_steps: bool = False,
 ):
     """The fixed point ``h⋆ = F(h⋆, θ)``, by the iteration
-    ``h_{k+1} = F(h_k, θ)`` from ``h0``.
+    ``h_{k+1} = F(h_k, θ)`` from ``h0`` (eq. ``im-fixed-point``).
 
     F: a map ``F(h, theta)`` that returns an array of h's shape (a
     contraction in h near h⋆, so that the iteration converges);
@@ -217,7 +220,7 @@ def fixed_point_vjp(
     return_steps: bool = False,
 ):
     """Gradient through ``h⋆ = F(h⋆, θ)`` with respect to ``θ``, by the
-    implicit function theorem.
+    implicit function theorem (eqs. ``im-ift``, ``im-adjoint``).
 
     Differentiating the equation, ``dh⋆ = (∂F/∂h) dh⋆ + (∂F/∂θ) dθ``, so
     ``dθ = (∂F/∂θ)ᵀ ξ`` where ``ξ`` solves the adjoint system
@@ -330,7 +333,8 @@ def ridge(X, y, wd) -> np.ndarray:
 
     X: (B, n) inputs, one row per example; y: (B,) targets; wd: λ_wd > 0.
     Setting the gradient ``2 Xᵀ(X w − y) + 2 λ_wd w`` to zero gives the
-    normal equations ``(XᵀX + λ_wd I) w⋆ = Xᵀ y``, solved by :func:`solve`.
+    normal equations ``(XᵀX + λ_wd I) w⋆ = Xᵀ y``, solved by :func:`solve`
+    (eq. ``im-ridge``).
     Returns w⋆: (n,).
     """
     X, y, wd = _check_ridge(X, y, wd)
@@ -367,7 +371,7 @@ def ridge_validation(wd, X, y, X_val, y_val) -> tuple[float, float]:
     (B_val,)). Its gradient at w⋆ is
     ``g = (2/B_val) X_valᵀ (X_val w⋆ − y_val)``, and
     ``dE/dλ_wd = −ξᵀ w⋆`` with ``ξ = (XᵀX + λ_wd I)⁻¹ g``
-    (:func:`ridge_vjp`).
+    (:func:`ridge_vjp`; eq. ``im-ridge-hypergrad``).
     Returns ``(E, dE/dλ_wd)``; for a descent on ``log λ_wd`` multiply the
     derivative by λ_wd.
     """
