@@ -253,8 +253,8 @@ class MLP:
             ∇W = Δ⁽ᵏ⁾ᵀ A⁽ᵏ⁻¹⁾         (∇²E θ̇)_W = Δ̇⁽ᵏ⁾ᵀ A⁽ᵏ⁻¹⁾ + Δ⁽ᵏ⁾ᵀ Ȧ⁽ᵏ⁻¹⁾
             ∇b = Δ⁽ᵏ⁾ᵀ 𝟏              (∇²E θ̇)_b = Δ̇⁽ᵏ⁾ᵀ 𝟏
 
-        with Z, Ż at layer k − 1 in the third line. Costs about two forward
-        and two backward passes.
+        with Z, Ż at layer k − 1 in the third line. Costs about 2.5 times a
+        gradient (about 7 forward passes' matrix products against 2.8).
         """
         X, y, V = self._prepare(X, y, V)
         logits, cache, Zdots, Adots = self._tangents(X, V)
