@@ -113,12 +113,14 @@ def _pad(X: np.ndarray, padding: tuple[int, int]) -> np.ndarray:
     return np.pad(X, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
 
 
-def _check_dY(dY, expected: tuple[int, ...]) -> np.ndarray:
+def _check_dY(
+    dY, expected: tuple[int, ...], of: str = "Y = conv2d(X, W)"
+) -> np.ndarray:
+    """dY as a 4-D float array of the ``expected`` shape, that of ``of``."""
     dY = as_real_array("dY", dY, ndim=4)
     if dY.shape != expected:
         raise ValueError(
-            f"dY must have the shape of Y = conv2d(X, W), {expected}; got "
-            f"{dY.shape}"
+            f"dY must have the shape of {of}, {expected}; got {dY.shape}"
         )
     return dY
 

@@ -36,7 +36,8 @@ from __future__ import annotations
 import numpy as np
 
 from backprop._checks import as_real_array
-from backprop.conv import _pair, col2im, im2col
+from backprop.conv import _check_dY as _check_conv_dY
+from backprop.conv import _output_size, _pair, col2im, im2col
 
 __all__ = [
     "max_pool2d",
@@ -88,18 +89,9 @@ def _windows(Xp, kernel, stride) -> np.ndarray:
 
 
 def _check_dY(dY, X, kernel, stride, padding) -> np.ndarray:
-    B, C, Ny, Nx = X.shape
-    expected = (B, C) + tuple(
-        (n + 2 * p - k) // s + 1
-        for n, p, k, s in zip((Ny, Nx), padding, kernel, stride)
-    )
-    dY = as_real_array("dY", dY, ndim=4)
-    if dY.shape != expected:
-        raise ValueError(
-            f"dY must have the shape of the pooled X, {expected}; got "
-            f"{dY.shape}"
-        )
-    return dY
+    """dY of the shape of the pooled X: the convolution's output size."""
+    Ni, Nj = _output_size(X.shape, (0, 0, *kernel), stride, padding)
+    return _check_conv_dY(dY, (*X.shape[:2], Ni, Nj), of="the pooled X")
 
 
 def _back_to_X(dW, X, kernel, stride, padding) -> np.ndarray:

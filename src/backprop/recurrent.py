@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from backprop._checks import as_real_array, check_batch, positive_int
-from backprop.layers import linear_vjp, tanh_vjp
+from backprop.layers import linear_vjp, sigmoid, tanh_vjp
 
 __all__ = [
     "rnn",
@@ -326,11 +326,6 @@ def _check_grad(name, g, shape):
     return g
 
 
-def _sigmoid(A):
-    """The logistic function, without overflow (as ``layers.sigmoid``)."""
-    return np.exp(-np.logaddexp(0.0, -A))
-
-
 def _lstm_forward(X, h0, c0, W_xh, W_hh, b):
     """The gates (B, T, 4 n_h), in the order i, f, g, o, and H, C."""
     B, T, _ = X.shape
@@ -344,9 +339,9 @@ def _lstm_forward(X, h0, c0, W_xh, W_hh, b):
         A = X[:, t] @ W_xh.T + h @ W_hh.T + b  # pre-activations, 4 blocks
         gate_i, gate_f, gate_g, gate_o = np.split(A, 4, axis=1)
         gate_i, gate_f, gate_o = (
-            _sigmoid(gate_i),
-            _sigmoid(gate_f),
-            _sigmoid(gate_o),
+            sigmoid(gate_i),
+            sigmoid(gate_f),
+            sigmoid(gate_o),
         )
         gate_g = np.tanh(gate_g)
         c = C[:, t] = gate_f * c + gate_i * gate_g
@@ -452,8 +447,8 @@ def _gru_forward(X, h0, W_xh, W_hh, b_xh, b_hh):
     for t in range(T):
         A_x = X[:, t] @ W_xh.T + b_xh  # (B, 3 n_h): r, z, n blocks
         A_h = h @ W_hh.T + b_hh
-        gate_r = _sigmoid(A_x[:, :n_h] + A_h[:, :n_h])
-        gate_z = _sigmoid(A_x[:, n_h : 2 * n_h] + A_h[:, n_h : 2 * n_h])
+        gate_r = sigmoid(A_x[:, :n_h] + A_h[:, :n_h])
+        gate_z = sigmoid(A_x[:, n_h : 2 * n_h] + A_h[:, n_h : 2 * n_h])
         A_hn[:, t] = A_h[:, 2 * n_h :]
         gate_n = np.tanh(A_x[:, 2 * n_h :] + gate_r * A_hn[:, t])
         h = H[:, t] = (1 - gate_z) * gate_n + gate_z * h
