@@ -3,8 +3,8 @@
 One build per test session (the fixture ``site``), into a temporary folder so that
 the reader's ``_build/`` is left alone. The browser tests serve that build on
 127.0.0.1 and load every page in headless Chromium, recording every request the
-page makes: the site must typeset its math with the local MathJax and ask nothing
-of any other host.
+page makes: the math must arrive typeset (it is typeset when the site is built) and
+the page must ask nothing of any other host.
 """
 
 from __future__ import annotations
@@ -87,22 +87,93 @@ def test_pages_load_nothing_from_another_host(site):
         assert not hosts, f"{sheet.relative_to(html)} imports from {hosts}"
 
 
-def test_math_uses_the_local_mathjax(site):
+def html_pages(html: Path) -> list[Path]:
+    """Every page of the built site (not the themes' templates in _static/)."""
+    return sorted(
+        p
+        for p in html.rglob("*.html")
+        if p.relative_to(html).parts[0] not in ("_static", "_sources")
+    )
+
+
+# A math element as Sphinx writes it, after _ext/prerender_math.py typeset it.
+MATH_ELEMENT = re.compile(
+    r'<(span|div) class="(?:[^"]* )?math(?: [^"]*)?"[^>]*>(.*?)</\1>', flags=re.DOTALL
+)
+CONTAINER = re.compile(r"<mjx-container\b.*?</mjx-container>", flags=re.DOTALL)
+# TeX a reader would see as source: a delimiter or an environment left in the text.
+TEX_LEFT = re.compile(r"\\[()[\]]|\$\$|\\(?:begin|end)\{")
+
+
+def test_math_is_typeset_when_the_site_is_built(site):
+    """Every formula arrives typeset: an SVG for the eye, MathML for a screen reader.
+
+    No page loads MathJax; every math element holds one or more ``mjx-container``
+    and no TeX outside them; each page with math links the stylesheet and holds its
+    shared glyphs.
+    """
     html, _, _ = site
-    for page in toc_pages():
-        text = (html / page).read_text(encoding="utf-8")
-        if 'class="math' not in text:
-            continue
-        scripts = re.findall(
-            r"<script[^>]*src=\"([^\"]*mathjax[^\"]*)\"", text, flags=re.IGNORECASE
+    n_formulas = 0
+    for path in html_pages(html):
+        text = path.read_text(encoding="utf-8")
+        page = path.relative_to(html)
+        assert not re.search(r"<script[^>]*mathjax", text, flags=re.IGNORECASE), (
+            f"{page} loads MathJax"
         )
-        assert scripts, f"{page} loads no MathJax"
-        for src in scripts:
-            path = src.split("?")[0]
-            assert "//" not in path and path.endswith(
-                "_static/mathjax/tex-svg-full.js"
-            ), src
-    assert (html / "_static" / "mathjax" / "tex-svg-full.js").stat().st_size > 1_000_000
+        elements = MATH_ELEMENT.findall(text)
+        for _, inner in elements:
+            containers = CONTAINER.findall(inner)
+            assert containers, f"{page}: a formula was not typeset: {inner[:200]!r}"
+            for container in containers:
+                assert "data-mjx-error" not in container, f"{page}: {container[:300]}"
+                assert re.search(r'<svg [^>]*aria-hidden="true"', container), page
+                assert re.search(r"<mjx-assistive-mml[^>]*><math\b", container), (
+                    f"{page}: a formula without MathML for screen readers"
+                )
+            outside = re.sub(r"<[^>]+>", "", CONTAINER.sub("", inner))
+            assert not TEX_LEFT.search(outside), f"{page}: raw TeX {outside[:200]!r}"
+            n_formulas += len(containers)
+        if elements:
+            assert 'id="MJX-SVG-global-cache"' in text, f"{page} lacks its glyphs"
+            assert "_static/prerendered-math.css" in text, page
+    assert n_formulas > 4000, n_formulas
+    css = (html / "_static" / "prerendered-math.css").read_text(encoding="utf-8")
+    assert "mjx-assistive-mml" in css and 'mjx-container[jax="SVG"]' in css
+    assert not (html / "_static" / "mathjax").exists(), "MathJax is still copied"
+
+
+def test_every_equation_reference_names_a_numbered_equation(site):
+    """Each {eq} link points at a displayed equation that carries a number, and its
+    text is that number: "(3.8)" for equation (3.8)."""
+    html, _, _ = site
+    numbers: dict[tuple[str, str], str] = {}
+    equation = re.compile(
+        r'<div class="math[^"]*" id="(equation-[^"]+)">\s*'
+        r'<span class="eqno">(\([^<]+\))'
+    )
+    for path in html_pages(html):
+        text = path.read_text(encoding="utf-8")
+        for anchor, number in equation.findall(text):
+            numbers[(path.relative_to(html).as_posix(), anchor)] = number
+    link = re.compile(
+        r'<a class="reference internal" href="([^"#]*)#(equation-[^"]+)">'
+        r"([^<]*)</a>"
+    )
+    n_links = 0
+    for path in html_pages(html):
+        here = path.relative_to(html)
+        for target, anchor, shown in link.findall(path.read_text(encoding="utf-8")):
+            where = (here.parent / target).as_posix() if target else here.as_posix()
+            where = os.path.normpath(where)
+            assert (where, anchor) in numbers, (
+                f"{here}: #{anchor} in {where} is no numbered equation"
+            )
+            assert shown == numbers[(where, anchor)], (
+                f"{here}: the link to {anchor} reads {shown!r}, "
+                f"the equation is {numbers[(where, anchor)]}"
+            )
+            n_links += 1
+    assert len(numbers) > 200 and n_links > 300, (len(numbers), n_links)
 
 
 # --- in a real browser ----------------------------------------------------------------
@@ -221,29 +292,24 @@ def open_page(browser, url):
     )
     page.on("pageerror", lambda e: seen["errors"].append(str(e)))
     page.on("console", lambda m: m.type == "error" and seen["console"].append(m.text))
-    page.goto(url, wait_until="load")
-    # MathJax 3 typesets asynchronously; wait for its promise when the page has math.
-    page.wait_for_function(
-        "() => !window.MathJax || (window.MathJax.startup && window.MathJax.startup.promise)"
-    )
-    page.evaluate("() => window.MathJax ? window.MathJax.startup.promise : null")
+    page.goto(url, wait_until="load")  # the math arrives typeset
     page.wait_for_load_state("networkidle")
     return context, page, seen
 
 
 DARK_MODE_PAGE = "chapters/jacobian-view.html"  # a chapter with several figures
 
-# The text of a page's prose: ``main`` without code, cell outputs and MathJax's own
-# output. textContent, not innerText, so that collapsed solutions count too.
+# The text of a page's prose: ``main`` without code, cell outputs and the typeset
+# math. textContent, not innerText, so that collapsed solutions count too.
 PROSE_TEXT = """() => {
     const main = document.querySelector("main").cloneNode(true);
     const skip = "pre, code, .cell_output, mjx-container, script, style";
     main.querySelectorAll(skip).forEach((element) => element.remove());
     return main.textContent;
 }"""
-# The TeX source of every formula MathJax typeset on the page.
-MATH_SOURCES = """() => window.MathJax && MathJax.startup.document
-    ? Array.from(MathJax.startup.document.math, (item) => item.math) : []"""
+# The TeX source of every formula on the page, which the build keeps beside it.
+MATH_SOURCES = """() => Array.from(document.querySelectorAll("mjx-container"),
+    (container) => container.getAttribute("data-tex"))"""
 
 _MYST_NAMES = (
     r"eq|cite(?::[a-z]+)?|ref|numref|doc|term|download|prf:ref|math|exercise|"
@@ -357,11 +423,48 @@ def check_page(browser, server, page_name, report):
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / (page_name.replace("/", "_") + ".png")))
         check_code_blocks(page, page_name)
+        check_without_javascript(browser, f"{server}/{page_name}", page_name, n_math)
         # two more checks on pages already open, rather than opening them again
         if page_name == toc_pages()[0]:
             check_sidebar(page)
         if page_name == DARK_MODE_PAGE:
             check_dark_mode(page)
+    finally:
+        context.close()
+
+
+# The formulas a reader sees: each container that is shown, and whether its drawing
+# has a size (a missing stylesheet or a broken SVG draws nothing).
+SHOWN_MATH = """() => {
+    const shown = Array.from(document.querySelectorAll("mjx-container"))
+        .filter((c) => c.checkVisibility());
+    const drawn = shown.filter((c) => {
+        const box = c.querySelector("svg").getBoundingClientRect();
+        return box.width > 0 && box.height > 0;
+    });
+    return {containers: document.querySelectorAll("mjx-container").length,
+            shown: shown.length, drawn: drawn.length};
+}"""
+
+
+def check_without_javascript(browser, url, page_name, n_math):
+    """With JavaScript off the page shows its math typeset and no TeX source."""
+    context = browser.new_context(viewport=VIEWPORT, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto(url, wait_until="load")
+        math = page.evaluate(SHOWN_MATH)
+        assert math["containers"] >= n_math, (page_name, math, n_math)
+        assert math["drawn"] == math["shown"], (
+            f"{page_name} without JavaScript: {math['shown'] - math['drawn']} "
+            "formulas shown but not drawn"
+        )
+        if n_math:
+            assert math["shown"] > 0, (
+                f"{page_name}: no formula shows without JavaScript"
+            )
+        leftovers = unrendered_markup(page.evaluate(PROSE_TEXT))
+        assert not leftovers, f"{page_name} without JavaScript shows {leftovers}"
     finally:
         context.close()
 
@@ -622,6 +725,15 @@ def check_dark_mode(page):
     for image in images.all():
         background = image.evaluate("i => getComputedStyle(i).backgroundColor")
         assert background == "rgb(255, 255, 255)", background
+    # The formulas are drawn in currentColor: light on the dark page, as the prose.
+    colours = page.evaluate("""() => {
+        const c = document.querySelector("main p mjx-container");
+        return [getComputedStyle(c.querySelector("svg")).color,
+                getComputedStyle(c.closest("p")).color];
+    }""")
+    assert colours[0] == colours[1], colours
+    rgb = [int(v) for v in re.findall(r"\d+", colours[0])[:3]]
+    assert sum(rgb) > 3 * 160, f"formulas in dark mode are drawn in {colours[0]}"
     SHOTS.mkdir(parents=True, exist_ok=True)
     images.first.scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "dark-mode.png"))
