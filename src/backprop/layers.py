@@ -74,7 +74,13 @@ def linear(A, W, b) -> np.ndarray:
     ``z = W a + b``.
     """
     A, W, b = _check_linear(A, W, b)
-    return A @ W.T + b
+    Z = A @ W.T  # a new array, this function's own
+    if Z.dtype != np.result_type(Z, b):  # a float64 b promotes float32 Z
+        return Z + b
+    # The bias goes into the product's array: ``A @ W.T + b`` would write a
+    # second (B, n_out) array and read the first once more.
+    Z += b
+    return Z
 
 
 def linear_vjp(dZ, A, W) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -154,7 +160,9 @@ def relu_vjp(g, Z) -> np.ndarray:
     """``g ⊙ 1[Z > 0]``  (eq. ``grad-z``).  g and Z: same shape.
 
     At ``Z = 0`` the derivative is taken to be 0, as PyTorch, TensorFlow and
-    JAX do.
+    JAX do. The output ``relu(Z)`` may be passed for ``Z``: it is positive
+    at exactly the entries where ``Z`` is, so the result is the same and a
+    backward pass need not keep ``Z`` (``MLP.loss_and_grads`` does this).
     """
     Z = as_real_array("Z", Z)
     g = as_real_array("g", g)

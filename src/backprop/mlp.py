@@ -14,7 +14,9 @@ softmax cross-entropy against integer labels. ``params[k - 1]`` holds
     dZ⁽ᵏ⁻¹⁾ = f_vjp(dA⁽ᵏ⁻¹⁾, Z⁽ᵏ⁻¹⁾)
 
 so the forward pass caches, for every layer, its input ``A⁽ᵏ⁻¹⁾`` and its
-pre-activation ``Z⁽ᵏ⁾``.
+pre-activation ``Z⁽ᵏ⁾``. For ReLU ``loss_and_grads`` keeps the inputs alone:
+``relu_vjp`` reads ``1[Z⁽ᵏ⁾ > 0]`` from the output ``A⁽ᵏ⁾``, which is the
+next layer's input and is kept anyway.
 """
 
 from __future__ import annotations
@@ -122,15 +124,19 @@ class MLP:
     # backward -----------------------------------------------------
 
     def _forward(
-        self, X: np.ndarray
-    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
-        """Logits, and each layer's input ``A`` and pre-activation ``Z``."""
+        self, X: np.ndarray, keep_Z: bool = True
+    ) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray | None]]]:
+        """Logits, and each layer's input ``A`` and pre-activation ``Z``.
+
+        With ``keep_Z=False`` the cache holds ``(A, None)``: each ``Z`` but
+        the logits is freed as soon as ``f(Z)`` is formed.
+        """
         A = X
         cache = []
         last = len(self.params) - 1
         for k, (W, b) in enumerate(self.params):
             Z = linear(A, W, b)
-            cache.append((A, Z))
+            cache.append((A, Z if keep_Z else None))
             A = Z if k == last else self._f(Z)
         return A, cache
 
@@ -170,7 +176,11 @@ class MLP:
         """
         X = self._check_inputs(X)
         y = check_labels(y, X.shape[0], self.layer_sizes[-1])
-        logits, cache = self._forward(X)
+        # ReLU's derivative 1[Z > 0] is 1[A > 0] for its output A = relu(Z),
+        # and A is the next layer's input, kept for dW anyway: the cache is
+        # one array per layer instead of two.
+        from_output = self.activation == "relu"
+        logits, cache = self._forward(X, keep_Z=not from_output)
         if not np.all(np.isfinite(logits)):
             raise FloatingPointError(
                 "the logits are not finite: the parameters have diverged"
@@ -182,7 +192,7 @@ class MLP:
             A, _ = cache[k]
             dA, dW, db = linear_vjp(dZ, A, self.params[k][0])
             grads[k] = (dW, db)
-            dZ = self._f_vjp(dA, cache[k - 1][1])
+            dZ = self._f_vjp(dA, A if from_output else cache[k - 1][1])
         # The first layer's input is the data, which needs no gradient: of
         # linear_vjp's three results only dW = dZᵀ A and db = dZᵀ 1 are
         # formed here, which saves the GEMM dA = dZ W, as every framework
