@@ -24,6 +24,11 @@ best the step could do; ``fraction = t(GEMMs) / t(step)`` is the share of that
 rate the step achieves, so everything else (activations, softmax, bias sums,
 checks) costs ``1 − fraction``.
 
+*others' CPU* is the share of the machine's CPU time that other processes used
+while a row was timed (from ``/proc/stat``, Linux only). Near 0 the row is clean;
+on a shared machine both libraries slow down, PyTorch's threads the most, and a
+row taken at 0.3 or more says little about either.
+
 PyTorch is optional: without it the comparison is skipped with a message and the
 numpy step and the matmul fraction are still measured.
 
@@ -42,6 +47,7 @@ import json
 import os
 import platform
 import sys
+import time
 
 # The thread count must be fixed before numpy loads its BLAS.
 _threads = next(
@@ -152,7 +158,23 @@ def torch_step_factory(net, X, y, dtype):
     return step, grads
 
 
+def cpu_busy_seconds() -> float | None:
+    """CPU seconds spent busy by the whole machine so far (Linux), or None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:8]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, iowait, irq, softirq = fields
+    busy = user + nice + system + iowait + irq + softirq
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
 def bench(batch, width, dtype, runs, use_torch, alone=False):
+    """One row of the table. ``others_cpu`` is the share of the machine's CPU
+    time that other processes used while the row was timed (0: a quiet
+    machine; on a busy one both libraries slow down, PyTorch's threads most)."""
+    busy0, own0, wall0 = cpu_busy_seconds(), time.process_time(), time.time()
     net, X, y = make_problem(batch, width, dtype)
     ours = lambda: net.loss_and_grads(X, y)  # noqa: E731
     gemms = lambda: gemm_step(net, X)  # noqa: E731
@@ -199,6 +221,12 @@ def bench(batch, width, dtype, runs, use_torch, alone=False):
     )
     if use_torch:
         row.update(torch_ms=1e3 * med["torch"], ratio=med["numpy"] / med["torch"])
+    busy1 = cpu_busy_seconds()
+    if busy0 is not None and busy1 is not None:
+        others = (busy1 - busy0) - (time.process_time() - own0)
+        row["others_cpu"] = max(0.0, others) / (
+            (os.cpu_count() or 1) * (time.time() - wall0)
+        )
     return row
 
 
@@ -261,13 +289,19 @@ def print_row(r, use_torch):
     if not hasattr(print_row, "header"):
         print_row.header = True
         cols = "  batch  width  dtype    runs  numpy ms   GEMM ms  matmul frac"
-        print(cols + ("   torch ms  numpy/torch" if use_torch else ""))
+        print(
+            cols
+            + ("   torch ms  numpy/torch" if use_torch else "")
+            + ("  others' CPU" if "others_cpu" in r else "")
+        )
     line = (
         f"{r['batch']:7d} {r['width']:6d}  {r['dtype']:7s} {r['runs']:5d} "
         f"{r['numpy_ms']:9.3f} {r['gemm_ms']:9.3f} {r['matmul_fraction']:12.2f}"
     )
     if use_torch:
         line += f" {r['torch_ms']:10.3f} {r['ratio']:12.2f}"
+    if "others_cpu" in r:
+        line += f" {r['others_cpu']:12.2f}"
     print(line, flush=True)
 
 
