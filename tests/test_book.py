@@ -279,6 +279,22 @@ def report():
 VIEWPORT = {"width": 1280, "height": 900}
 
 
+def lay_out_everything(page):
+    """Lay out the whole page, as printing does, before measuring it.
+
+    The site lets the browser skip blocks far below the screen until the reader
+    scrolls to them (``content-visibility: auto`` in _static/custom.css); a size
+    read from a skipped block can come back as zero, which would hide a code block
+    too wide or a formula drawn at no size from the checks below.
+    """
+    # (not page.add_style_tag, which waits forever with JavaScript off)
+    page.evaluate("""() => {
+        const style = document.createElement("style");
+        style.textContent = "* { content-visibility: visible !important; }";
+        document.head.appendChild(style);
+    }""")
+
+
 def open_page(browser, url):
     """Load ``url``; return the page and what it asked for and complained about."""
     context = browser.new_context(viewport=VIEWPORT)
@@ -294,6 +310,7 @@ def open_page(browser, url):
     page.on("console", lambda m: m.type == "error" and seen["console"].append(m.text))
     page.goto(url, wait_until="load")  # the math arrives typeset
     page.wait_for_load_state("networkidle")
+    lay_out_everything(page)
     return context, page, seen
 
 
@@ -453,6 +470,7 @@ def check_without_javascript(browser, url, page_name, n_math):
     try:
         page = context.new_page()
         page.goto(url, wait_until="load")
+        lay_out_everything(page)
         math = page.evaluate(SHOWN_MATH)
         assert math["containers"] >= n_math, (page_name, math, n_math)
         assert math["drawn"] == math["shown"], (
