@@ -105,6 +105,13 @@ CONTAINER = re.compile(r"<mjx-container\b.*?</mjx-container>", flags=re.DOTALL)
 TEX_LEFT = re.compile(r"\\[()[\]]|\$\$|\\(?:begin|end)\{")
 
 
+def test_pages_do_not_load_fontawesome_js(site):
+    """The theme's 1.5 MB icon script is dropped (_ext/offline_site.py)."""
+    html, _, _ = site
+    for path in html_pages(html):
+        assert "fontawesome.js" not in path.read_text(encoding="utf-8"), path
+
+
 def test_math_is_typeset_when_the_site_is_built(site):
     """Every formula arrives typeset: an SVG for the eye, MathML for a screen reader.
 
@@ -612,6 +619,15 @@ def check_sidebar(page):
         )
     assert re.search(r"1\.\s+Notation", nav), nav
     assert re.search(r"4\.\s+The differential view", nav), nav
+    # The theme's icons are drawn from Font Awesome's web font by its stylesheet
+    # (the page does not load fontawesome.js, _ext/offline_site.py): each shows.
+    icons = page.evaluate("""() => Array.from(document.querySelectorAll("i.fa-solid, i.fas"))
+        .filter((i) => i.checkVisibility())
+        .map((i) => [i.className, getComputedStyle(i, "::before").fontFamily,
+                     i.getBoundingClientRect().width])""")
+    assert len(icons) >= 3, icons
+    for name, font, width in icons:
+        assert "Font Awesome" in font and width > 0, (name, font, width)
 
 
 # --- links, search, download, dark mode ----------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import html as html_lib
+import json
 import os
 import re
 import shutil
@@ -360,8 +361,29 @@ OVERFLOW = """() => {
 }"""
 
 
-def print_pdf(browser, source: Path, out: Path, numbered: bool) -> list:
-    """Print ``source`` to ``out``; return the elements wider than the page."""
+# What was printed, for the checks of tests/test_pdf.py, read off the layout
+# Chromium printed (reading 500 pages back from the PDF takes minutes): every glyph
+# a formula draws is defined (else it prints blank), and each page's prose as
+# shown, code hidden (code may hold TeX on purpose, a plot's title).
+PRINTED = """() => {
+    const glyphs = Array.from(document.querySelectorAll("use"));
+    const undrawn = glyphs.filter((use) => !document.getElementById(
+        (use.getAttribute("xlink:href") || use.getAttribute("href")).slice(1)));
+    const style = document.createElement("style");
+    style.textContent = "pre, code { display: none !important; }";
+    document.head.appendChild(style);
+    const pages = Array.from(document.querySelectorAll("section.book-page"),
+        (page) => [page.id, page.innerText]);
+    style.remove();
+    return {glyphs: glyphs.length, undrawn: undrawn.length, pages};
+}"""
+
+
+def print_pdf(
+    browser, source: Path, out: Path, numbered: bool, report: dict | None = None
+) -> list:
+    """Print ``source`` to ``out``; return the elements wider than the page, and
+    put what was printed (``PRINTED``) into ``report`` if one is given."""
     context = browser.new_context(viewport={"width": LAYOUT_WIDTH, "height": 1000})
     page = context.new_page()
     outside: list[str] = []
@@ -381,6 +403,8 @@ def print_pdf(browser, source: Path, out: Path, numbered: bool) -> list:
         header_template="<span></span>",
         footer_template=FOOTER,
     )
+    if report is not None:
+        report.update(page.evaluate(PRINTED))
     context.close()
     if outside:
         raise RuntimeError(f"the book asked for files from elsewhere: {outside[:5]}")
@@ -406,7 +430,8 @@ def build(html: Path, out: Path, browser) -> dict:
     source.write_text(assembler.body(config.get("title", "")), encoding="utf-8")
     assembled = time.monotonic()
     body = out.with_name(out.stem + "-body.pdf")
-    wide = print_pdf(browser, source, body, numbered=True)
+    printed: dict = {}
+    wide = print_pdf(browser, source, body, numbered=True, report=printed)
     printed = time.monotonic()
     numbers = start_pages(PdfReader(body), pages)
     front_source = out.with_name(out.stem + "-front.html")
@@ -425,6 +450,7 @@ def build(html: Path, out: Path, browser) -> dict:
         "starts": numbers,
         "solutions": assembler.n_solutions,
         "wide": wide,
+        "printed": printed,
     }
 
 
@@ -457,6 +483,11 @@ def main(argv: list[str] | None = None) -> int:
             result = build(args.html, args.out, browser)
         finally:
             browser.close()
+    # The printed layout, for tests/test_pdf.py: beside the PDF, book-printed.json.
+    printed = {"wide": result["wide"], **result["printed"]}
+    args.out.with_name(args.out.stem + "-printed.json").write_text(
+        json.dumps(printed), encoding="utf-8"
+    )
     for key, tag, width, text in result["wide"]:
         print(f"wider than the page: {key} <{tag}> {width} px: {text!r}")
     print(
