@@ -430,8 +430,8 @@ def build(html: Path, out: Path, browser) -> dict:
     source.write_text(assembler.body(config.get("title", "")), encoding="utf-8")
     assembled = time.monotonic()
     body = out.with_name(out.stem + "-body.pdf")
-    printed: dict = {}
-    wide = print_pdf(browser, source, body, numbered=True, report=printed)
+    layout: dict = {}
+    wide = print_pdf(browser, source, body, numbered=True, report=layout)
     printed = time.monotonic()
     numbers = start_pages(PdfReader(body), pages)
     front_source = out.with_name(out.stem + "-front.html")
@@ -450,7 +450,7 @@ def build(html: Path, out: Path, browser) -> dict:
         "starts": numbers,
         "solutions": assembler.n_solutions,
         "wide": wide,
-        "printed": printed,
+        "layout": layout,
     }
 
 
@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             browser.close()
     # The printed layout, for tests/test_pdf.py: beside the PDF, book-printed.json.
-    printed = {"wide": result["wide"], **result["printed"]}
+    printed = {"wide": result["wide"], **result["layout"]}
     args.out.with_name(args.out.stem + "-printed.json").write_text(
         json.dumps(printed), encoding="utf-8"
     )
