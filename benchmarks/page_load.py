@@ -36,7 +36,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import statistics
 import sys
 import threading
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 # Installed before any script of the page runs: records layout shifts and, if the
 # page has MathJax, the moment its startup promise resolves.
@@ -114,11 +115,7 @@ def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
 
 
 def chromium() -> str:
-    found = (
-        os.environ.get("CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
+    found = find_chromium()
     if not found:
         sys.exit("no Chromium: apt-get install chromium (or set CHROMIUM)")
     return found
@@ -131,18 +128,7 @@ def measure(site: Path, pages: list[str], runs: int, quiet: int) -> dict:
     results: dict[str, dict] = {}
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(
-                executable_path=chromium(),
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-quic",
-                    "--no-first-run",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                ],
-            )
+            browser = p.chromium.launch(executable_path=chromium(), args=LAUNCH_ARGS)
             version = browser.version
             # one untimed visit, so that the first timed page does not pay for
             # starting the renderer
@@ -201,7 +187,9 @@ def main(argv=None) -> int:
     print(f"{'page':40s} {'ready':>8s} {'stable':>8s} {'math':>6s} {'KiB':>8s}")
     started = time.perf_counter()
     figures = measure(args.site, pages, args.runs, args.quiet)
-    chapters = {k: v for k, v in figures["pages"].items() if k.startswith("chapters/")}
+    chapters = {
+        k: v for k, v in figures["pages"].items() if k.startswith("chapters/")
+    } or figures["pages"]  # with --pages and no chapter among them: those pages
     summary = {
         "chapter_ready_ms_max": max(v["ready_ms"] for v in chapters.values()),
         "chapter_ready_ms_median": statistics.median(

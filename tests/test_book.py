@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import sys
 import threading
 from collections.abc import Sequence
@@ -26,11 +25,8 @@ import book_build
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = (
-    os.environ.get("CHROMIUM")
-    or shutil.which("chromium")
-    or shutil.which("chromium-browser")
-)
+sys.path.insert(0, str(ROOT / "tools"))
+from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 
 def toc_pages() -> list[str]:
@@ -202,20 +198,6 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def find_chromium() -> str | None:
-    """Debian's ``chromium`` (what .ci/run installs), else Playwright's own build."""
-    if CHROMIUM:
-        return CHROMIUM
-    try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            bundled = p.chromium.executable_path
-    except Exception:  # playwright missing or without a downloaded browser
-        return None
-    return bundled if bundled and Path(bundled).exists() else None
-
-
 @pytest.fixture(scope="session")
 def browser():
     executable = find_chromium()
@@ -230,18 +212,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
         yield browser
         browser.close()
 

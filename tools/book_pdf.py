@@ -23,7 +23,6 @@ import html as html_lib
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from bs4 import BeautifulSoup
+from chromium import LAUNCH_ARGS, find_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 CSS = Path(__file__).with_name("book_pdf.css")
@@ -46,15 +46,6 @@ FOOTER = (
     '<div style="width:100%; font-size:8pt; color:#555; text-align:center;'
     ' font-family:sans-serif;"><span class="pageNumber"></span></div>'
 )
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Elements of a page that belong to the site, not to the text.
 DROP = ", ".join(
     [
@@ -100,25 +91,6 @@ def toc_pages(root: Path = ROOT) -> list[Page]:
     for page in pages:
         page.key = re.sub(r"[^A-Za-z0-9]+", "-", page.name.removesuffix(".html"))
     return pages
-
-
-def find_chromium() -> str | None:
-    """``$CHROMIUM``, Debian's ``chromium``, else Playwright's own build."""
-    found = (
-        os.environ.get("CHROMIUM")
-        or shutil.which("chromium")
-        or shutil.which("chromium-browser")
-    )
-    if found:
-        return found
-    try:
-        from playwright.sync_api import sync_playwright
-
-        with sync_playwright() as p:
-            bundled = p.chromium.executable_path
-    except Exception:  # playwright missing, or without a downloaded browser
-        return None
-    return bundled if bundled and Path(bundled).exists() else None
 
 
 # --- one HTML document ----------------------------------------------------------------
