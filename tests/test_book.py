@@ -257,22 +257,6 @@ def report():
 VIEWPORT = {"width": 1280, "height": 900}
 
 
-def lay_out_everything(page):
-    """Lay out the whole page, as printing does, before measuring it.
-
-    The site lets the browser skip blocks far below the screen until the reader
-    scrolls to them (``content-visibility: auto`` in _static/custom.css); a size
-    read from a skipped block can come back as zero, which would hide a code block
-    too wide or a formula drawn at no size from the checks below.
-    """
-    # (not page.add_style_tag, which waits forever with JavaScript off)
-    page.evaluate("""() => {
-        const style = document.createElement("style");
-        style.textContent = "* { content-visibility: visible !important; }";
-        document.head.appendChild(style);
-    }""")
-
-
 def open_page(browser, url):
     """Load ``url``; return the page and what it asked for and complained about."""
     context = browser.new_context(viewport=VIEWPORT)
@@ -288,7 +272,6 @@ def open_page(browser, url):
     page.on("console", lambda m: m.type == "error" and seen["console"].append(m.text))
     page.goto(url, wait_until="load")  # the math arrives typeset
     page.wait_for_load_state("networkidle")
-    lay_out_everything(page)
     return context, page, seen
 
 
@@ -448,7 +431,6 @@ def check_without_javascript(browser, url, page_name, n_math):
     try:
         page = context.new_page()
         page.goto(url, wait_until="load")
-        lay_out_everything(page)
         math = page.evaluate(SHOWN_MATH)
         assert math["containers"] >= n_math, (page_name, math, n_math)
         assert math["drawn"] == math["shown"], (
@@ -710,6 +692,40 @@ def test_no_launch_button_without_a_repository(site):
 
 
 @pytest.mark.browser
+@pytest.mark.browser
+def test_a_link_to_an_equation_lands_on_it(browser, server, site):
+    """Following a link to an equation in the middle of a long chapter shows that
+    equation at the top of the window, and it stays there as the page settles.
+    (It did not when the site let the browser skip laying out blocks far from the
+    screen, content-visibility: auto: the target ended 2,000 px below the window.)"""
+    html, _, _ = site
+    page_name = "chapters/jacobian-view.html"
+    text = (html / page_name).read_text(encoding="utf-8")
+    # every fourth section of the page, and an equation from its middle
+    equations = re.findall(r'id="(equation-[^"]+)"', text)
+    anchors = re.findall(r'<section id="([^"]+)"', text)[1::4]
+    for anchor in [*anchors, equations[len(equations) // 2]]:
+        check_anchor(browser, f"{server}/{page_name}", anchor)
+
+
+def check_anchor(browser, url, anchor):
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        page = context.new_page()
+        page.goto(f"{url}#{anchor}", wait_until="load")
+        page.wait_for_timeout(1000)
+        top, at_end = page.evaluate(
+            f"""() => [document.getElementById('{anchor}').getBoundingClientRect().top,
+                window.scrollY + innerHeight >= document.body.scrollHeight - 2]"""
+        )
+        # (a target near the end of the page can only come as high as the end allows)
+        assert 0 <= top <= 200 or (at_end and top > 0), (
+            f"#{anchor} is {top:.0f} px from the top of the window"
+        )
+    finally:
+        context.close()
+
+
 def test_search_finds_jacobian(browser, server):
     context, page, seen = open_page(browser, f"{server}/search.html?q=Jacobian")
     try:
