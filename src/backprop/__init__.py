@@ -9,6 +9,9 @@ Modules, in the order of the book:
 - :mod:`backprop.gradcheck` — central differences, relative error, the
   adjoint test, and ``error_table``/``report``/``pass_mark``, which print
   errors as the chapters do;
+- :mod:`backprop.mistakes` — ``diagnose`` and ``check_vjp``, which name
+  the mistake in a wrong gradient (a transpose, a factor of B, f′ at the
+  wrong array) instead of printing a relative error;
 - :mod:`backprop.symbolic` — sympy helpers for the component view;
 - :mod:`backprop.plotting` — heatmaps of Jacobians, training curves,
   decision boundaries;
@@ -98,6 +101,7 @@ from backprop.losses import (
     softmax_cross_entropy,
     softmax_vjp,
 )
+from backprop.mistakes import Diagnosis, check_vjp, diagnose
 from backprop.mlp import MLP
 from backprop.norm import (
     batch_norm,
@@ -118,6 +122,9 @@ __version__ = "0.1.0"
 __all__ = [
     "ACTIVATIONS",
     "MLP",
+    "Diagnosis",
+    "check_vjp",
+    "diagnose",
     "batch_norm",
     "batch_norm_vjp",
     "conv2d",
