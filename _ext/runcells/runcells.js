@@ -109,7 +109,9 @@
     if (kind === "png") {
       const image = document.createElement("img");
       image.src = "data:image/png;base64," + text;
-      image.alt = "Figure drawn by this cell in your browser";
+      // the stored figure's description, when this is the figure it describes
+      const stored = view.element.querySelectorAll(".cell_output img")[area.querySelectorAll("img").length];
+      image.alt = (stored && stored.alt ? stored.alt + " " : "") + "(Drawn in your browser.)";
       image.dataset.kind = kind;
       area.append(image);
       return;
@@ -131,8 +133,8 @@
       view.element.dataset.runcells = "running";
       const area = outputArea(view);
       area.replaceChildren();
-      const stored = view.element.querySelector(".cell_output");
-      if (stored) stored.hidden = true;
+      // the stored output gives way to the live one; a figure's caption stays
+      view.element.classList.add("runcells-ran");
     }
     const onOutput = (kind, text) => {
       if (view) show(view, kind, text);
@@ -148,6 +150,11 @@
 
   async function runUpTo(target) {
     if (busy) return;
+    if (location.protocol === "file:") {
+      // a browser runs no Web Worker for a page opened from a file
+      say("Running cells needs the site served over HTTP, e.g. python -m http.server -d _build/html", false);
+      return;
+    }
     busy = true;
     const todo = [];
     for (let index = 0; index < target; index++) {
