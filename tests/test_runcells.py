@@ -9,7 +9,7 @@
   pressing Run on the last cell of three chapters runs every cell above it, and each
   prints its stored output; a figure arrives as an image; Stop ends a long cell and
   the next Run starts afresh;
-- a cell marked ``browser_skip`` says why on the page, and nothing else is marked.
+- a cell marked ``browser_skip`` says why, on the page, in place of its Run button.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ from prerender_math import node_executable  # noqa: E402
 from runnable_cells import page_cells  # noqa: E402
 
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
-# Run in the browser by the Chromium test, through the page's own buttons: one with
-# sympy, one with figures and timings, one with hypothesis.
-IN_BROWSER = ["component-view", "cost", "gradcheck"]
+# Run in the browser by the Chromium test, through the page's own buttons: sympy and
+# IPython's display, hypothesis, and figures with their captions.
+IN_BROWSER = ["component-view", "gradcheck", "jacobian-view"]
 
 
 def _sanitizers() -> list[tuple[re.Pattern, str]]:
@@ -93,7 +93,9 @@ def mismatches(notebook: Path, live: dict[int, list[tuple[str, str]]]) -> list[s
         if errors:
             problems.append(f"cell {index + 1} raised:\n{errors[0][-1500:]}")
             continue
-        got = sanitize("".join(t for k, t in outputs if k in ("stdout", "stderr", "text")))
+        got = sanitize(
+            "".join(t for k, t in outputs if k in ("stdout", "stderr", "text"))
+        )
         if want is not None and got != want:
             problems.append(f"cell {index + 1} printed\n{got}\ninstead of\n{want}")
     return problems
@@ -121,7 +123,7 @@ def test_a_changed_file_of_the_runtime_is_caught(tmp_path, monkeypatch):
     assert "extra.whl: not in SHA256SUMS" in fetch_pyodide.check()
 
 
-def test_only_the_cells_that_cannot_run_are_marked_and_each_says_why():
+def test_each_cell_marked_not_runnable_says_why():
     for notebook in CHAPTERS:
         for index, cell in enumerate(code_cells(notebook)):
             why = cell["metadata"].get("browser_skip")
@@ -154,7 +156,11 @@ def run_under_node(html: Path, notebooks: list[Path]) -> dict[str, dict]:
         for notebook in notebooks
     ]
     result = subprocess.run(
-        [node_executable(), str(ROOT / "tests" / "runcells_node.js"), str(html / "_pyodide")],
+        [
+            node_executable(),
+            str(ROOT / "tests" / "runcells_node.js"),
+            str(html / "_pyodide"),
+        ],
         input=json.dumps(pages),
         capture_output=True,
         text=True,
@@ -239,6 +245,23 @@ class TestInTheBrowser:
             foreign = [u for u in seen["requests"] if not u.startswith(server)]
             assert foreign == [] and seen["errors"] == []
             print(f"{name}: every cell in {seconds:.1f} s")
+        finally:
+            context.close()
+
+    def test_a_cell_that_cannot_run_says_why(self, browser, server):  # noqa: F811
+        marked = {
+            notebook.stem: [c["skip"] for c in page_cells(notebook) if c["skip"]]
+            for notebook in CHAPTERS
+        }
+        name = max(marked, key=lambda n: len(marked[n]))
+        assert marked[name], "no chapter has a cell marked not runnable"
+        context, page, _ = open_page(browser, f"{server}/chapters/{name}.html")
+        try:
+            notes = page.locator(".runcells-skip").all_inner_texts()
+            assert [note.split(": ", 1)[1] for note in notes] == marked[name]
+            cells = page.locator("article div.cell[data-runcells='skipped']")
+            assert cells.count() == len(marked[name])
+            assert cells.locator("button.runcells-run").count() == 0
         finally:
             context.close()
 

@@ -43,9 +43,7 @@ VENDOR = ROOT / "vendor" / "pyodide"
 
 PYODIDE_VERSION = "0.27.7"
 NPM_TARBALL = f"https://registry.npmjs.org/pyodide/-/pyodide-{PYODIDE_VERSION}.tgz"
-NPM_SHA512 = (
-    "RUSVJlhQdfWfgO9hVHCiXoG+nVZQRS5D9FzgpLJ/VcgGBLSAKoPL8kTiOikxbHQm1kRISeWUBdulEgO26qpSRA=="
-)
+NPM_SHA512 = "RUSVJlhQdfWfgO9hVHCiXoG+nVZQRS5D9FzgpLJ/VcgGBLSAKoPL8kTiOikxbHQm1kRISeWUBdulEgO26qpSRA=="
 RUNTIME = [
     "pyodide.js",
     "pyodide.asm.js",

@@ -8,26 +8,31 @@
   "use strict";
 
   async function bootPython(loadPyodide, indexURL, files) {
-    const pyodide = await loadPyodide({ indexURL, packages: ["numpy"] });
     const text = async (name) => new TextDecoder().decode(await files(name));
     const manifest = JSON.parse(await text("manifest.json"));
+    const [pyodide, book, source] = await Promise.all([
+      loadPyodide({ indexURL, packages: ["numpy"] }),
+      files(manifest.book),
+      text("session.py"),
+    ]);
     const site = pyodide.runPython("import site; site.getsitepackages()[0]");
-    pyodide.unpackArchive(await files(manifest.book), "zip", { extractDir: site });
-    pyodide.FS.writeFile(site + "/_page_session.py", await text("session.py"));
+    pyodide.unpackArchive(book, "zip", { extractDir: site });
+    pyodide.FS.writeFile(site + "/_page_session.py", source);
     const session = pyodide.pyimport("_page_session");
     const loaded = new Set(["numpy"]);
 
+    // What the cell imports, fetched at once: Pyodide's own packages through its
+    // lock, the others from their wheels (unpacked in the order session.py gives).
     async function load(code) {
-      for (const name of session.needs(code).toJs()) {
-        if (loaded.has(name)) continue;
-        loaded.add(name);
-        if (manifest.wheels[name]) {
-          const wheel = await files(manifest.wheels[name]);
-          pyodide.unpackArchive(wheel, "wheel", { extractDir: site });
-        } else {
-          await pyodide.loadPackage(name, { messageCallback: () => {} });
-        }
-      }
+      const names = session.needs(code).toJs().filter((name) => !loaded.has(name));
+      const own = names.filter((name) => !manifest.wheels[name]);
+      const wheels = names.filter((name) => manifest.wheels[name]);
+      const [, ...fetched] = await Promise.all([
+        own.length ? pyodide.loadPackage(own, { messageCallback: () => {} }) : null,
+        ...wheels.map((name) => files(manifest.wheels[name])),
+      ]);
+      fetched.forEach((wheel) => pyodide.unpackArchive(wheel, "wheel", { extractDir: site }));
+      names.forEach((name) => loaded.add(name));
     }
 
     /* Run one cell; `emit(kind, text)` gets its output as it comes. */
