@@ -45,6 +45,11 @@ def _power_slope(x, c):
     return c * x ** (c - 1 + (c == 0))
 
 
+def _reshape(x, shape):
+    # positional: numpy < 2.1 names the argument newshape, not shape
+    return np.reshape(x, shape)
+
+
 def _sum_vjp(g, out, x, axis=None, keepdims=False):
     """A sum sends the same ``g`` back to every entry it added."""
     if axis is not None and not keepdims:
@@ -397,7 +402,7 @@ RULES: dict[str, tuple[Callable, tuple[Callable, ...] | Callable]] = {
     "gelu":      (_gelu,       (lambda g, y, x: _gelu_vjp(g, x),)),
     "sum":       (np.sum,      (_sum_vjp,)),
     "mean":      (np.mean,     (_mean_vjp,)),
-    "reshape":   (np.reshape,  (lambda g, y, x, shape:
+    "reshape":   (_reshape,    (lambda g, y, x, shape:
                                 reshape_vjp(np.atleast_1d(g), x.shape),)),
     "transpose": (np.transpose,
                                (lambda g, y, x, axes=None:
