@@ -4,7 +4,7 @@
  *
  * stdin: [{"page": name, "cells": [code, ...]}, ...]; each page gets a fresh Python.
  * stdout: one JSON line per page: {"page", "outputs": [[[kind, text], ...] per cell],
- * "seconds"}. The Python starts through boot.js, as in the browser's worker.
+ * "seconds", "times": [seconds per cell]}. The Python starts through boot.js, as in the browser's worker.
  */
 "use strict";
 const fs = require("fs");
@@ -20,13 +20,16 @@ async function main() {
     const start = Date.now();
     const { run } = await bootPython(loadPyodide, dir + path.sep, files);
     const outputs = [];
+    const times = [];
     for (const code of cells) {
       const output = [];
+      const begin = Date.now();
       if (code !== null) await run(code, (kind, text) => output.push([kind, text]));
       outputs.push(output);
+      times.push((Date.now() - begin) / 1000);
     }
     const seconds = (Date.now() - start) / 1000;
-    process.stdout.write(JSON.stringify({ page, outputs, seconds }) + "\n");
+    process.stdout.write(JSON.stringify({ page, outputs, seconds, times }) + "\n");
   }
 }
 

@@ -149,16 +149,16 @@ def test_report_prints_one_stable_line_per_input():
     report = check_vjp(shape_fitted_dW, bp.linear, A, W, b)
     assert str(report) == (
         "input 1 (A, shape (4, 3)): correct\n"
-        "input 2 (W, shape (3, 3)): transposed — the gradient is the "
-        "transpose of the right one: check the order of the outer product "
-        "(dZᵀ A, not Aᵀ dZ)\n"
+        "input 2 (W, shape (3, 3)): outer-product-order — the gradient is "
+        "the transpose of the right one: check the order of the outer "
+        "product\n"
         "input 3 (b, shape (3,)): correct"
     )
     assert isinstance(report, tuple) and isinstance(report[1], Diagnosis)
     assert str(report[1]) == str(report).splitlines()[1]
     labelled = check_vjp(ce_summed_vjp, lambda *xs: ce(*xs), Z, labels)
     assert str(labelled) == (
-        "input 1 (shape (4, 3)): scaled — the gradient is B = 4 times the "
+        "input 1 (shape (4, 3)): sum-for-mean — the gradient is B = 4 times the "
         "right one: the op averages over the batch, and the 1/B of the mean "
         "is missing\n"
         "input 2 (shape (4,)): correct"
@@ -218,8 +218,8 @@ flip_one_a_row[range(4), [0, 1, 2, 0]] *= -1  # every row has a wrong entry
         (G.T, G, "transposed", None, "outer product"),
         (S.T, S, "transposed", None, "outer product"),
         (-G, G, "scaled", -1.0, "sign error"),
-        (4 * G, G, "scaled", 4.0, "sum over the batch where the mean"),
-        (G / 4, G, "scaled", 0.25, "1/4: if 4 is the batch size B, a mean"),
+        (4 * G, G, "scaled", 4.0, "a sum over 4 things"),
+        (G / 4, G, "scaled", 0.25, "1/4: a mean over 4 things"),
         (2.5 * G, G, "scaled", 2.5, "times 2.5: a constant factor"),
         (np.vstack([G[:2], -G[2:3], G[3:]]), G, "wrong-rows", None, "rows 2 of 4"),
         (flip_one_a_row, G, "wrong-rows", None, "entries are wrong"),

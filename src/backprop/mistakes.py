@@ -50,7 +50,9 @@ class Diagnosis:
     def __str__(self) -> str:
         if self.where is None:
             return self.message
-        text = "correct" if self.ok else f"{self.kind} — {self.message}"
+        # the book's name for the mistake when there is one, else the kind
+        label = self.mistake or self.kind
+        text = "correct" if self.ok else f"{label} — {self.message}"
         return f"{self.where}: {text}"
 
 
@@ -188,14 +190,13 @@ def _scaled(f: float) -> Diagnosis:
         why = "your gradient is the right one times −1: a sign error"
     elif f == round(f) and f > 1:
         why = (
-            f"your gradient is {t} times the right one: if {t} is the "
-            "batch size B, a sum over the batch where the mean belongs"
+            f"your gradient is {t} times the right one: a sum over {t} "
+            "things (the batch, a window) where the mean belongs"
         )
     elif abs(f) < 1 and f == 1 / round(1 / f) and f > 0:
         why = (
-            f"your gradient is the right one times {t}: if {t[2:]} is "
-            "the batch size B, a mean where the sum over the batch "
-            "belongs"
+            f"your gradient is the right one times {t}: a mean over "
+            f"{t[2:]} things (the batch, a window) where the sum belongs"
         )
     else:
         why = (
@@ -323,10 +324,10 @@ def _gradients(my_vjp, G, xs, n) -> list:
 # as "B = 4", {what} what it counts.
 MISTAKES = {
     "shape-fitted-transpose": "the gradient is the right formula with "
-    "{M}ᵀ in place of {M}: a transpose fitted to a square {M}, wrong for "
-    "a non-square one",
+    "{M}ᵀ in place of {M}: a transpose that the shapes allow only because "
+    "{M} is square",
     "outer-product-order": "the gradient is the transpose of the right "
-    "one: check the order of the outer product (dZᵀ A, not Aᵀ dZ)",
+    "one: check the order of the outer product",
     "sum-for-mean": "the gradient is {k} times the right one: the op "
     "averages over {what}, and the 1/{s} of the mean is missing",
     "mean-for-sum": "the gradient is the right one divided by {k}: a mean "
@@ -339,7 +340,8 @@ MISTAKES = {
     "dense Jacobian: each output depends on every input of its row, so "
     "the off-diagonal terms are missing",
     "sign": "the gradient has the wrong sign, the right one times −1: "
-    "look for a difference written the wrong way round, Y − P for P − Y",
+    "look for a lost minus, or a difference written the wrong way round "
+    "(Y − P for P − Y)",
 }
 
 
