@@ -16,7 +16,11 @@ Hypothesis profiles, chosen by the environment variable ``HYPOTHESIS_PROFILE``:
 
 from __future__ import annotations
 
+import functools
+import http.server
 import os
+import sys
+import threading
 from pathlib import Path
 
 # The BLAS thread cap of every run is in pyproject.toml (pytest-env), so that
@@ -32,6 +36,9 @@ import matplotlib  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 matplotlib.use("Agg")
 
@@ -62,6 +69,55 @@ settings.load_profile(
     os.environ.get("HYPOTHESIS_PROFILE")
     or ("ci" if os.environ.get("CI") else "default")
 )
+
+
+# --- the built site and a browser, shared by tests/test_book.py and test_runcells.py
+
+
+@pytest.fixture(scope="session")
+def site():
+    """The book built once per run: ``jupyter-book build . -W -n --keep-going``.
+
+    Into a temporary folder, so that the reader's ``_build/`` is left alone; started
+    in the background at collection (tests/book_build.py). Returns (html dir, log,
+    return code).
+    """
+    return book_build.wait()
+
+
+@pytest.fixture(scope="session")
+def server(site):
+    html, _, _ = site
+    handler = functools.partial(QuietHandler, directory=str(html))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep the test output readable
+        pass
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = find_chromium()
+    if executable is None:
+        how = (
+            "install one with `apt-get install chromium` (Debian/Ubuntu, as .ci/run "
+            "does) or `python -m playwright install chromium`"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(f"no Chromium for the browser tests: {how}")
+        pytest.skip(f"no Chromium for the browser tests; {how}")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

@@ -9,13 +9,10 @@ the page must ask nothing of any other host.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import json
 import os
 import re
 import sys
-import threading
 from collections.abc import Sequence
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,7 +23,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
 
 
 def toc_pages() -> list[str]:
@@ -35,17 +31,6 @@ def toc_pages() -> list[str]:
     return [f"{root}.html"] + [
         f"{name}.html" for name in re.findall(r"file:\s*(\S+)", toc)
     ]
-
-
-@pytest.fixture(scope="session")
-def site():
-    """The book built once per run: ``jupyter-book build . -W -n --keep-going``.
-
-    Into a temporary folder, so that the reader's ``_build/`` is left alone; started
-    in the background at collection (tests/book_build.py). Returns (html dir, log,
-    return code).
-    """
-    return book_build.wait()
 
 
 def test_build_has_zero_warnings(site):
@@ -180,41 +165,6 @@ def test_every_equation_reference_names_a_numbered_equation(site):
 
 
 # --- in a real browser ----------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def server(site):
-    html, _, _ = site
-    handler = functools.partial(QuietHandler, directory=str(html))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep the test output readable
-        pass
-
-
-@pytest.fixture(scope="session")
-def browser():
-    executable = find_chromium()
-    if executable is None:
-        how = (
-            "install one with `apt-get install chromium` (Debian/Ubuntu, as .ci/run "
-            "does) or `python -m playwright install chromium`"
-        )
-        if os.environ.get("CI"):
-            pytest.fail(f"no Chromium for the browser tests: {how}")
-        pytest.skip(f"no Chromium for the browser tests; {how}")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=LAUNCH_ARGS)
-        yield browser
-        browser.close()
 
 
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR") or ROOT / "_build" / "screenshots")

@@ -23,7 +23,6 @@ import sys
 import unicodedata
 from pathlib import Path
 
-import book_build
 import pytest
 from test_book import find_chromium, toc_pages
 
@@ -32,12 +31,6 @@ pytestmark = pytest.mark.browser
 
 # The book printed to 504 A4 pages when this test was written (December 2026).
 PAGES = (350, 660)
-
-
-@pytest.fixture(scope="session")
-def site():
-    """The book built once per run (tests/book_build.py), as in test_book.py."""
-    return book_build.wait()
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_book import browser, open_page, server, site  # noqa: F401  (fixtures)
+from test_book import open_page
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
@@ -133,7 +133,7 @@ def test_each_cell_marked_not_runnable_says_why():
                 )
 
 
-def test_the_runtime_is_served_outside_the_static_folder(site):  # noqa: F811
+def test_the_runtime_is_served_outside_the_static_folder(site):
     html, _, _ = site
     assert (html / "_pyodide" / "pyodide.asm.wasm").exists()
     assert not list((html / "_static").rglob("pyodide*"))
@@ -179,7 +179,7 @@ def node_classes(groups: int) -> list[type]:
             @pytest.mark.parametrize(
                 "notebook", CHAPTERS[group::groups], ids=lambda p: p.stem
             )
-            def test_chapter_prints_its_stored_outputs(self, site, notebook):  # noqa: F811
+            def test_chapter_prints_its_stored_outputs(self, site, notebook):
                 html, _, _ = site
                 ran = run_under_node(html, [notebook])[notebook.stem]
                 live = dict(enumerate(ran["outputs"]))
@@ -210,7 +210,7 @@ LIVE_OUTPUTS = """() => Array.from(document.querySelectorAll("article div.cell")
 @pytest.mark.browser
 class TestInTheBrowser:
     @pytest.mark.parametrize("name", IN_BROWSER)
-    def test_run_all_cells_in_the_page(self, browser, server, name):  # noqa: F811
+    def test_run_all_cells_in_the_page(self, browser, server, name):
         notebook = ROOT / "chapters" / f"{name}.ipynb"
         context, page, seen = open_page(browser, f"{server}/chapters/{name}.html")
         try:
@@ -248,7 +248,7 @@ class TestInTheBrowser:
         finally:
             context.close()
 
-    def test_a_cell_that_cannot_run_says_why(self, browser, server):  # noqa: F811
+    def test_a_cell_that_cannot_run_says_why(self, browser, server):
         marked = {
             notebook.stem: [c["skip"] for c in page_cells(notebook) if c["skip"]]
             for notebook in CHAPTERS
@@ -265,7 +265,7 @@ class TestInTheBrowser:
         finally:
             context.close()
 
-    def test_first_result_and_stop(self, browser, server):  # noqa: F811
+    def test_first_result_and_stop(self, browser, server):
         context, page, seen = open_page(browser, f"{server}/chapters/notation.html")
         try:
             start = time.monotonic()

@@ -399,10 +399,10 @@ def check_vjp(my_vjp, op, *inputs, seed: int = 0) -> Report:
     ``my_vjp(g, *inputs)`` returns one gradient per input, each of its
     input's shape (``None`` for an integer input, such as class labels; a
     single array when there is one input). ``op(*inputs)`` returns an array
-    or a scalar. Floats are checked in float64 with a seeded random ``g`` of the
-    output's shape, on fresh standard-normal inputs (batch ≥ 2), on inputs
-    whose equal lengths are made different (a square W made non-square),
-    and on the inputs given. Returns a :class:`Report`, one
+    or a scalar. Floats are checked in float64 with a seeded random ``g``
+    of the output's shape, on fresh standard-normal inputs (batch ≥ 2), on
+    inputs whose equal lengths are made different (a square W made
+    non-square), and on the inputs given. Returns a :class:`Report`, one
     :class:`Diagnosis` per input.
     """
     for name, f in (("my_vjp", my_vjp), ("op", op)):
