@@ -87,10 +87,11 @@
     });
   }
 
-  // The code a cell runs: what the reader sees and may have edited.
+  // The code a cell runs: what the reader sees and may have edited. textContent,
+  // not innerText, which is empty for a cell in a folded solution (<details>).
   function codeOf(index) {
     const view = views.get(index);
-    return view && view.code ? view.code.innerText.replace(/\n$/, "") : cells[index].source;
+    return view && view.code ? view.code.textContent.replace(/\n$/, "") : cells[index].source;
   }
 
   function outputArea(view) {
