@@ -12,6 +12,7 @@ Jacobian, W where Wᵀ belongs) to name the cause.
 from __future__ import annotations
 
 import inspect
+import textwrap
 from dataclasses import dataclass
 from itertools import islice
 
@@ -57,14 +58,21 @@ class Diagnosis:
 
 
 class Report(tuple):
-    """One :class:`Diagnosis` per input, in order; prints a line each."""
+    """One :class:`Diagnosis` per input, in order. Prints an entry each,
+    wrapped at ``WIDTH`` columns, its continuation lines indented, so that
+    a report fits a notebook cell's output."""
+
+    WIDTH = 72
 
     @property
     def ok(self) -> bool:
         return all(d.ok for d in self)
 
     def __str__(self) -> str:
-        return "\n".join(str(d) for d in self)
+        return "\n".join(
+            textwrap.fill(str(d), self.WIDTH, subsequent_indent="    ")
+            for d in self
+        )
 
 
 def _array(name: str, x) -> np.ndarray:
