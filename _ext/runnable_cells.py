@@ -33,8 +33,6 @@ VENDOR = ROOT / "vendor" / "pyodide"
 PACKAGE = ROOT / "src" / "backprop"
 PAGE_FILES = ["runcells.js", "runcells.css", "worker.js", "boot.js", "session.py"]
 OUT = "_pyodide"
-# What session.py loads from a wheel of its own, not through Pyodide's lock.
-WHEELS = ("sympy", "mpmath", "hypothesis", "sortedcontainers")
 
 
 def page_cells(notebook: Path) -> list[dict]:
@@ -74,14 +72,23 @@ def _write_runtime(app: Sphinx, exception: Exception | None) -> None:
     if out.exists():
         shutil.rmtree(out)
     out.mkdir()
+    # the wheels that are not Pyodide's own (not the lock's bytes, even where
+    # the name is the lock's, as mpmath's), which boot.js unpacks itself
+    lock = json.loads((VENDOR / "pyodide-lock.json").read_text(encoding="utf-8"))
+    sums = (VENDOR / "SHA256SUMS").read_text(encoding="utf-8").split()
+    digests = dict(zip(sums[1::2], sums[::2]))
+    own = {
+        entry["file_name"]
+        for entry in lock["packages"].values()
+        if digests.get(entry["file_name"]) == entry["sha256"]
+    }
     wheels = {}
     for path in sorted(VENDOR.iterdir()):
         if path.name in ("SHA256SUMS", "README.md"):
             continue
         shutil.copyfile(path, out / path.name)
-        name = path.name.split("-")[0]
-        if name in WHEELS:
-            wheels[name] = path.name
+        if path.suffix == ".whl" and path.name not in own:
+            wheels[path.name.split("-")[0]] = path.name
     for name in PAGE_FILES:
         shutil.copyfile(HERE / "runcells" / name, out / name)
     with zipfile.ZipFile(out / "backprop.zip", "w", zipfile.ZIP_DEFLATED) as book:

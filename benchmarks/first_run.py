@@ -27,10 +27,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from page_load import chromium, serve  # noqa: E402
+from page_load import chromium  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "tools"))
-from chromium import LAUNCH_ARGS  # noqa: E402
+from chromium import LAUNCH_ARGS, serve  # noqa: E402
 
 NUMPY_ONLY = (
     "import numpy as np\nimport backprop as bp\n"

@@ -30,21 +30,17 @@ typeset in the browser, before build-time rendering).
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import os
 import platform
-import re
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
+from chromium import LAUNCH_ARGS, find_chromium, serve, toc_pages  # noqa: E402
 
 # Installed before any script of the page runs: records layout shifts and, if the
 # page has MathJax, the moment its startup promise resolves.
@@ -91,27 +87,6 @@ MEASURE = """async (quiet) => {
         bytes: nav.decodedBodySize,
     };
 }"""
-
-
-def toc_pages() -> list[str]:
-    """The site's pages in the order of ``_toc.yml``."""
-    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    root = re.search(r"^root:\s*(\S+)", toc, flags=re.MULTILINE).group(1)
-    return [f"{root}.html"] + [
-        f"{name}.html" for name in re.findall(r"file:\s*(\S+)", toc)
-    ]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-def serve(site: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
-    handler = functools.partial(_Quiet, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
 
 
 def chromium() -> str:

@@ -16,11 +16,8 @@ Hypothesis profiles, chosen by the environment variable ``HYPOTHESIS_PROFILE``:
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import sys
-import threading
 from pathlib import Path
 
 # The BLAS thread cap of every run is in pyproject.toml (pytest-env), so that
@@ -38,7 +35,7 @@ import pytest  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from chromium import LAUNCH_ARGS, find_chromium  # noqa: E402
+from chromium import LAUNCH_ARGS, find_chromium, serve  # noqa: E402
 
 matplotlib.use("Agg")
 
@@ -87,18 +84,11 @@ def site():
 
 @pytest.fixture(scope="session")
 def server(site):
+    """The built site on 127.0.0.1 for the browser tests; its base URL."""
     html, _, _ = site
-    handler = functools.partial(QuietHandler, directory=str(html))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd, base = serve(html)
+    yield base
     httpd.shutdown()
-
-
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # keep the test output readable
-        pass
 
 
 @pytest.fixture(scope="session")

@@ -23,14 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-
-
-def toc_pages() -> list[str]:
-    toc = (ROOT / "_toc.yml").read_text(encoding="utf-8")
-    root = re.search(r"^root:\s*(\S+)", toc, flags=re.MULTILINE).group(1)
-    return [f"{root}.html"] + [
-        f"{name}.html" for name in re.findall(r"file:\s*(\S+)", toc)
-    ]
+from chromium import toc_pages  # noqa: E402
 
 
 def test_build_has_zero_warnings(site):

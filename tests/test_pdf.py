@@ -24,8 +24,7 @@ import unicodedata
 from pathlib import Path
 
 import pytest
-from chromium import find_chromium
-from test_book import toc_pages
+from chromium import find_chromium, toc_pages
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.browser

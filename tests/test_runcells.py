@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import configparser
 import json
 import re
 import shutil
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from test_book import open_page
+from test_portable_outputs import sanitize  # as nbval does, with its own parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "_ext"))
@@ -37,24 +37,6 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 # Run in the browser by the Chromium test, through the page's own buttons: sympy and
 # IPython's display, hypothesis, and figures with their captions.
 IN_BROWSER = ["component-view", "gradcheck", "jacobian-view"]
-
-
-def _sanitizers() -> list[tuple[re.Pattern, str]]:
-    config = configparser.ConfigParser()
-    config.read(ROOT / "tests" / "sanitize.cfg", encoding="utf-8")
-    return [
-        (re.compile(config[name]["regex"]), config[name]["replace"])
-        for name in config.sections()
-    ]
-
-
-SANITIZERS = _sanitizers()
-
-
-def sanitize(text: str) -> str:
-    for pattern, replacement in SANITIZERS:
-        text = pattern.sub(replacement, text)
-    return text
 
 
 def stored_text(cell: dict) -> str:
