@@ -18,6 +18,9 @@ from itertools import islice
 
 import numpy as np
 
+from backprop.gradcheck import numerical_gradient, relative_error
+from backprop.jacobians import numerical_jacobian, unvec
+
 __all__ = ["Diagnosis", "Report", "diagnose", "check_vjp"]
 
 KINDS = (
@@ -95,11 +98,6 @@ def _array(name: str, x) -> np.ndarray:
     return arr
 
 
-def _rel(a: np.ndarray, b: np.ndarray) -> float:
-    scale = max(np.linalg.norm(a), np.linalg.norm(b))
-    return 0.0 if scale == 0 else float(np.linalg.norm(a - b) / scale)
-
-
 def _snap(c: float, tol: float) -> float:
     """A factor as the integer or 1/integer it is within ``tol`` of."""
     for k in (round(c), 1 / round(1 / c) if abs(c) < 1 else 0):
@@ -142,21 +140,25 @@ def diagnose(candidate, expected, tol: float | None = None) -> Diagnosis:
     c, e = c.astype(np.float64), e.astype(np.float64)
     if c.shape != e.shape:
         if c.ndim == e.ndim == 2 and c.shape == e.T.shape:
-            if _rel(c, e.T) <= tol:
+            if relative_error(c, e.T) <= tol:
                 return _transposed()
         return Diagnosis(
             "wrong-shape",
             f"your gradient has shape {c.shape} but its variable has shape "
             f"{e.shape}: a gradient always has the shape of its variable",
         )
-    if _rel(c, e) <= tol:
+    if relative_error(c, e) <= tol:
         return Diagnosis("correct", "your gradient is right")
-    if e.ndim == 2 and e.shape[0] == e.shape[1] and _rel(c, e.T) <= tol:
+    if (
+        e.ndim == 2
+        and e.shape[0] == e.shape[1]
+        and relative_error(c, e.T) <= tol
+    ):
         return _transposed()
     ee = float(np.sum(e * e))
     if ee > 0:
         f = float(np.sum(c * e)) / ee
-        if f != 0 and _rel(c, f * e) <= tol:
+        if f != 0 and relative_error(c, f * e) <= tol:
             return _scaled(_snap(f, tol))
     scale = max(np.linalg.norm(c), np.linalg.norm(e))
     if e.ndim >= 2 and e.shape[0] >= 2:
@@ -218,27 +220,18 @@ def _scaled(f: float) -> Diagnosis:
 # --- check_vjp: the reader's VJP against central differences -----------
 
 
-def _fd(op, xs, i, G=None, h=1e-6) -> np.ndarray:
+def _fd(op, xs, i, G=None) -> np.ndarray:
     """Central differences in ``xs[i]``, float64, its shape: the VJP
     ``∇⟨G, op(xs)⟩`` if ``G`` is given, else the Jacobian's diagonal
     ``∂y_k/∂x_k`` (for an op whose output has the shape of ``xs[i]``)."""
-    x = np.array(xs[i], dtype=np.float64)
-    out, flat = np.zeros_like(x), x.reshape(-1)
-    args = [*xs[:i], x, *xs[i + 1 :]]
 
-    def f(k):
-        y = np.asarray(op(*args), dtype=np.float64)
-        return np.sum(G * y) if G is not None else y.reshape(-1)[k]
+    def at(x):
+        return np.asarray(op(*xs[:i], x, *xs[i + 1 :]), dtype=np.float64)
 
-    for k in range(flat.size):
-        saved = flat[k]
-        flat[k] = saved + h
-        up = f(k)
-        flat[k] = saved - h
-        down = f(k)
-        flat[k] = saved
-        out.reshape(-1)[k] = (up - down) / (2 * h)
-    return out
+    x = np.asarray(xs[i], dtype=np.float64)
+    if G is not None:
+        return numerical_gradient(lambda x_: np.sum(G * at(x_)), x)
+    return unvec(np.diag(numerical_jacobian(at, x)), x.shape)
 
 
 def _partitions(items):
@@ -375,7 +368,7 @@ def _hypotheses(op, xs, i, G, T, names):
     if np.shape(G) != xs[i].shape:
         return
     d = _fd(op, xs, i)
-    if _rel(G * d, T) > TOL:  # a dense Jacobian, as softmax's
+    if relative_error(G * d, T) > TOL:  # a dense Jacobian, as softmax's
         yield "jacobian-diagonal", G * d, MISTAKES["jacobian-diagonal"]
     else:  # element-wise: f′ at the output Y instead of the input
         at_y = [*xs[:i], np.asarray(op(*xs), np.float64), *xs[i + 1 :]]
@@ -394,7 +387,7 @@ def _judge(op, xs, i, G, T, C, names) -> Diagnosis:
     if d.ok or C.shape != T.shape and d.kind != "transposed":
         return d
     for mistake, H, message in _hypotheses(op, xs, i, G, T, names):
-        if H.shape == C.shape and _rel(C, H) <= TOL:
+        if H.shape == C.shape and relative_error(C, H) <= TOL:
             kind = "transposed" if "transpose" in mistake else d.kind
             return Diagnosis(kind, message, d.factor, mistake)
     return d
